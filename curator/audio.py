@@ -1,0 +1,160 @@
+"""Audio I/O and the content-addressed audio store.
+
+Clips live under the audio root as `ab/abcdef….wav` (sha256 of the file bytes), written to a
+temporary file and renamed, so a crash never leaves a half-written clip. Every decoder error a
+user can cause (empty, corrupt or non-audio files, NaN samples) is one CuratorError naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+from sqlalchemy.engine import make_url
+
+from curator.errors import CuratorError
+
+SAMPLE_RATE = 16_000  # Tango's audio rate (PAPER.md §3.1)
+CLAP_SAMPLE_RATE = 48_000  # laion CLAP's input rate
+
+
+def resample(wave: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
+    """Polyphase resampling (scipy), float32 out."""
+    if sr_from == sr_to:
+        return np.asarray(wave, dtype=np.float32)
+    g = gcd(int(sr_from), int(sr_to))
+    return resample_poly(np.asarray(wave, dtype=np.float64), sr_to // g, sr_from // g).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    wave: np.ndarray  # float32 mono at the requested rate
+    sample_rate: int
+    note: str | None  # "resampled 44100→16000 Hz; downmixed 2→1 channels", or None
+
+
+def decode_audio(data: bytes | str | Path, *, target_sr: int = SAMPLE_RATE, name: str | None = None) -> Decoded:
+    """Decode a file or bytes to float32 mono at target_sr; resample/downmix and say so."""
+    label = name or (str(data) if not isinstance(data, bytes) else "<bytes>")
+    if not isinstance(data, bytes):
+        path = Path(data)
+        if not path.is_file():
+            raise CuratorError(f"audio file {label} does not exist")
+        data = path.read_bytes()
+    if len(data) == 0:
+        raise CuratorError(f"audio file {label} is empty")
+    try:
+        wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception:  # soundfile raises LibsndfileError/RuntimeError on non-audio bytes
+        wave, sr = _decode_fallback(data, label)
+    if wave.shape[0] == 0:
+        raise CuratorError(f"audio file {label} has no samples")
+    notes = []
+    if wave.shape[1] > 1:
+        notes.append(f"downmixed {wave.shape[1]}→1 channels")
+    mono = wave.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise CuratorError(f"audio file {label} contains NaN or infinite samples")
+    if sr != target_sr:
+        notes.append(f"resampled {sr}→{target_sr} Hz")
+        mono = resample(mono, sr, target_sr)
+    return Decoded(mono.astype(np.float32), target_sr, "; ".join(notes) or None)
+
+
+def _decode_fallback(data: bytes, label: str) -> tuple[np.ndarray, int]:
+    """Formats libsndfile does not read (mp3 on old builds) go through librosa/audioread."""
+    import librosa
+
+    with tempfile.NamedTemporaryFile(suffix=".audio") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            wave, sr = librosa.load(tmp.name, sr=None, mono=False)
+        except Exception:
+            raise CuratorError(f"audio file {label} is not audio (or is corrupt)") from None
+    wave = np.atleast_2d(wave).T.astype(np.float32)
+    return wave, int(sr)
+
+
+def encode_wav(wave: np.ndarray, sample_rate: int) -> bytes:
+    """16-bit PCM WAV bytes (clipped to [-1, 1])."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise CuratorError(f"expected mono audio, got shape {tuple(wave.shape)}")
+    if not np.all(np.isfinite(wave)):
+        raise CuratorError("generated audio contains NaN or infinite samples")
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside PATH, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AudioStore:
+    """Content-addressed store of WAV files under a root folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def put_bytes(self, data: bytes, suffix: str = ".wav") -> tuple[str, str]:
+        """Store bytes; returns (sha256, path relative to the root). Idempotent."""
+        sha = hashlib.sha256(data).hexdigest()
+        rel = f"{sha[:2]}/{sha}{suffix}"
+        target = self.root / rel
+        if not target.exists():
+            atomic_write_bytes(target, data)
+        return sha, rel
+
+    def put_wave(self, wave: np.ndarray, sample_rate: int) -> tuple[str, str]:
+        return self.put_bytes(encode_wav(wave, sample_rate))
+
+    def resolve(self, rel: str) -> Path:
+        """The absolute path of a stored clip; refuses anything outside the root."""
+        path = (self.root / rel).resolve()
+        if self.root not in path.parents:
+            raise CuratorError(f"audio path {rel!r} is outside the audio store")
+        return path
+
+    def read(self, rel: str, target_sr: int = SAMPLE_RATE) -> Decoded:
+        path = self.resolve(rel)
+        if not path.is_file():
+            raise CuratorError(f"audio file {path} is missing from the audio store")
+        return decode_audio(path, target_sr=target_sr)
+
+
+def default_audio_root(db_url: str) -> Path:
+    """`<db stem>_audio/` beside a SQLite file; `./audio` for other stores."""
+    try:
+        url = make_url(db_url)
+    except Exception:
+        return Path("audio")
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        return db.with_name(f"{db.stem}_audio")
+    return Path("audio")
+
+
+def audio_store_for(db_url: str, audio_root: str | None = None) -> AudioStore:
+    root = audio_root or os.environ.get("CURATOR_AUDIO_ROOT") or default_audio_root(db_url)
+    return AudioStore(root)

@@ -1,0 +1,1 @@
+"""The curation store: SQLAlchemy models (db.models) and engine/session helpers (db.session)."""

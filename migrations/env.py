@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+import db.all_models  # noqa: F401  (registers every table)
 from db.models import Base
 
 config = context.config

@@ -1,0 +1,169 @@
+"""ClapScorer on a tiny transformers CLAP folder: features, cosine scores, batching, text cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from curator.backends import Scorer
+from curator.errors import CuratorError
+from curator.scoring.clap import load_clap
+from curator.scoring.specs import make_scorer, parse_model_spec
+from curator.scoring.tiny import build_tiny_clap
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_clap(tmp_path_factory.mktemp("clap") / "tiny-clap", seed=0)
+
+
+@pytest.fixture
+def scorer(tiny_dir):
+    return load_clap(str(tiny_dir), batch_size=4)
+
+
+def _wave(seconds: float, freq: float, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(48_000 * seconds)) / 48_000
+    rng = np.random.default_rng(seed)
+    return (0.4 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_scorer_implements_the_protocol(scorer, tiny_dir):
+    assert isinstance(scorer, Scorer)
+    assert scorer.backend == "clap" and scorer.sample_rate == 48_000
+    assert scorer.name == "tiny-clap" and scorer.checkpoint == str(tiny_dir.resolve()) and scorer.file_hash is None
+
+
+@pytest.mark.parametrize("seconds", [10.0, 3.3, 0.4])
+def test_batched_features_equal_the_feature_extractor(scorer, seconds):
+    waves = [_wave(seconds, 300 + 200 * i, seed=i) for i in range(3)]
+    ours, is_longer = scorer.featurizer(waves)
+    theirs = scorer.featurizer.extractor(waves, sampling_rate=48_000, truncation="rand_trunc", return_tensors="pt")
+    assert ours.shape == theirs["input_features"].shape == (3, 1, 1001, 64)
+    torch.testing.assert_close(ours, theirs["input_features"].float(), rtol=0, atol=2e-3)
+    assert not is_longer.any()
+
+
+def test_long_clips_keep_their_first_ten_seconds(scorer):
+    long = _wave(10.24, 440)  # Tango's clip length, at 48 kHz
+    head = long[:480_000]
+    ours, _ = scorer.featurizer([long])
+    theirs = scorer.featurizer.extractor([head], sampling_rate=48_000, truncation="rand_trunc", return_tensors="pt")
+    torch.testing.assert_close(ours, theirs["input_features"].float(), rtol=0, atol=2e-3)
+    # deterministic: the same clip scores the same every time (no random crop)
+    assert scorer.score(["a bell rings"], [long])[0] == scorer.score(["a bell rings"], [long])[0]
+
+
+def test_score_is_the_cosine_of_the_model_embeddings(scorer):
+    texts = ["a dog barks while a man speaks", "thunder rumbles after lightning"]
+    waves = [_wave(2.0, 300), _wave(5.0, 900, seed=1)]
+    scores = scorer.score(texts, waves)
+    assert scores.dtype == np.float64 and scores.shape == (2,)
+    model = scorer.model
+    with torch.no_grad():
+        tokens = scorer.tokenizer(texts, padding=True, return_tensors="pt")
+        feats = scorer.featurizer.extractor(waves, sampling_rate=48_000, truncation="rand_trunc", return_tensors="pt")
+        out = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                    input_features=feats["input_features"].float())
+    expected = F.cosine_similarity(out.text_embeds, out.audio_embeds, dim=-1).numpy()
+    np.testing.assert_allclose(scores, expected, atol=2e-5)
+    assert np.all(np.abs(scores) <= 1.0 + 1e-6)
+
+
+def test_batched_scores_equal_one_at_a_time(tiny_dir):
+    batched = load_clap(str(tiny_dir), batch_size=8)
+    single = load_clap(str(tiny_dir), batch_size=1)
+    texts = ["a cat meows twice", "a cat meows twice", "waves crash on the shore", "a siren wails and fades", "a cat meows twice"]
+    waves = [_wave(1.0 + i, 200 + 100 * i, seed=i) for i in range(5)]
+    one_by_one = np.array([single.score([t], [w])[0] for t, w in zip(texts, waves)])
+    np.testing.assert_allclose(batched.score(texts, waves), one_by_one, atol=1e-5)
+
+
+def test_each_distinct_text_is_embedded_once(scorer):
+    texts = ["a bell rings loudly"] * 4 + ["rain falls on a metal roof"] * 2
+    waves = [_wave(1.0, 200 + 50 * i) for i in range(6)]
+    scorer.score(texts, waves)
+    assert scorer.text_passes == 2 and scorer.audio_passes == 6
+    scorer.score(texts[:2], waves[:2])
+    assert scorer.text_passes == 2  # cached across calls
+    scorer.clear_text_cache()
+    scorer.score(texts[:1], waves[:1])
+    assert scorer.text_passes == 3
+
+
+def test_bad_inputs(scorer):
+    with pytest.raises(CuratorError, match="one text per waveform"):
+        scorer.score(["a"], [])
+    with pytest.raises(CuratorError, match="non-empty mono"):
+        scorer.score(["a"], [np.zeros((2, 100), dtype=np.float32)])
+    assert scorer.score([], []).shape == (0,)
+
+
+def test_offline_hub_id_and_missing_folder_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CuratorError, match="cannot load CLAP model 'laion/clap-htsat-unfused'") as info:
+        load_clap("laion/clap-htsat-unfused")
+    assert "\n" not in str(info.value)
+    with pytest.raises(CuratorError, match="does not exist"):
+        load_clap(str(tmp_path / "nowhere"))
+    with pytest.raises(CuratorError, match="CLAP checkpoint .* does not exist"):
+        make_scorer(f"m1={tmp_path / 'absent.pt'}")
+    with pytest.raises(CuratorError, match="not a torch device"):
+        load_clap(str(tmp_path), device="gpu-please")
+
+
+def test_model_specs():
+    assert parse_model_spec("m1=/ckpt/630k-audioset-best.pt") == ("m1", "/ckpt/630k-audioset-best.pt")
+    assert parse_model_spec("laion/clap-htsat-unfused") == (None, "laion/clap-htsat-unfused")
+    assert parse_model_spec("judge=world-judge-a") == ("judge", "world-judge-a")
+    assert parse_model_spec("./dir/a=b.pt") == (None, "./dir/a=b.pt")  # '=' inside a path is not a name
+    with pytest.raises(CuratorError, match="no checkpoint after m1="):
+        parse_model_spec("m1=")
+    with pytest.raises(CuratorError, match="empty NAME"):
+        parse_model_spec("=x.pt")
+
+
+def test_mismatched_feature_extractor_is_refused(scorer):
+    from transformers import ClapFeatureExtractor
+
+    from curator.scoring.clap import ClapScorer
+
+    with pytest.raises(CuratorError, match="makes 32 mel bins, the audio encoder .* takes 64"):
+        ClapScorer(scorer.model, scorer.tokenizer, ClapFeatureExtractor(feature_size=32), name="x", checkpoint="x")
+    with pytest.raises(CuratorError, match="expects 44100 Hz"):
+        ClapScorer(scorer.model, scorer.tokenizer, ClapFeatureExtractor(sampling_rate=44_100), name="x", checkpoint="x")
+    with pytest.raises(CuratorError, match="makes 2001 frames"):
+        ClapScorer(scorer.model, scorer.tokenizer, ClapFeatureExtractor(max_length_s=20), name="x", checkpoint="x")
+
+
+def test_world_judges_resolve_through_make_judge(monkeypatch):
+    import importlib
+
+    world = importlib.import_module("curator.world")
+    asked = []
+
+    class Judge:
+        name = checkpoint = "world-judge-b"
+        file_hash, backend, sample_rate = None, "world", 16_000
+
+        def score(self, texts, waves):
+            return np.zeros(len(texts))
+
+    monkeypatch.setattr(world, "make_judge", lambda name: asked.append(name) or Judge(), raising=False)
+    name, scorer = make_scorer("j2=world-judge-b")
+    assert (name, asked, scorer.backend) == ("j2", ["world-judge-b"], "world")
+    name, _ = make_scorer("world-judge-b")
+    assert name == "world-judge-b"
+
+
+def test_empty_and_very_long_captions(scorer):
+    long = " ".join(["a dog barks while a man speaks"] * 300)  # far past laion's 77 tokens
+    wave = _wave(1.0, 300)
+    scores = scorer.score(["", long], [wave, wave])
+    assert np.all(np.isfinite(scores))
+    ids = scorer.tokenizer([long], truncation=True, max_length=77)["input_ids"][0]
+    assert len(ids) == 77
+    prefix = scorer.tokenizer.decode(ids[1:-1])
+    torch.testing.assert_close(scorer.text_embeddings([long]), scorer.text_embeddings([prefix]), rtol=0, atol=1e-5)

@@ -1,0 +1,333 @@
+"""The "Listening sessions" tab (issue 4, part 6): Gradio components and event wiring only.
+
+The work is in `annotate_ui.listening`. `build_listening_tab(ctx)` follows the contract at the
+top of `annotate_ui/app.py`: every handler takes `request: gr.Request` and starts with
+`ctx.user(request)` or `ctx.admin(request)` (server-side role check); ratings are stamped with
+that user's id. The rater's current session and item live in a `gr.State`; the logic re-checks
+that the item is in that user's queue, so nothing the browser sends can rate someone else's item.
+The handlers are methods of `ListeningHandlers`, callable without a browser (tests).
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from typing import Any, Optional
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from annotate_ui import listening as L
+from annotate_ui.stats import MeanCI
+from curator.errors import CuratorError
+from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS
+
+DEFINITIONS_MD = (
+    "Rate each clip on two scales (PAPER.md §5.3), from **1** (worst) to **5** (best):\n\n"
+    f"* {L.OVL_DEFINITION}\n* {L.REL_DEFINITION}\n\n"
+    "Listen to the whole clip before rating. You do not see which system made a clip."
+)
+
+
+def prompt_html(text: Optional[str]) -> str:
+    """The prompt as HTML, escaped (a prompt is data, never markup)."""
+    if text is None:
+        return "<div class='listen-prompt'><em>No clip is waiting for you in this session. Thank you!</em></div>"
+    return f"<div class='listen-prompt'>Prompt: <strong>{html.escape(text)}</strong></div>"
+
+
+def parse_score(value: Any, what: str) -> Any:
+    """A radio value (int, or its digit string over the HTTP API) → int; anything else is left for
+    the logic to refuse with its message."""
+    if value is None or value == "":
+        raise CuratorError(f"choose an {what} rating (1–5) before submitting")
+    if isinstance(value, str) and value.strip() in {str(v) for v in L.SCALE}:
+        return int(value.strip())
+    return value
+
+
+def _ci(ci: MeanCI) -> str:
+    if ci.mean is None:
+        return "—"
+    if ci.half_width is None:
+        return f"{ci.mean:.2f}"
+    return f"{ci.mean:.2f} ± {ci.half_width:.2f}"
+
+
+def _num(x: Optional[float]) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def _whole(value: Any, what: str, *, minimum: int = 0, allow_blank: bool = False) -> Optional[int]:
+    if isinstance(value, str):
+        text = value.strip()
+        if allow_blank and not text:
+            return None
+        if not text.isdigit():
+            raise CuratorError(f"{what} must be a whole number ≥ {minimum}" + (" or blank" if allow_blank else "")
+                               + f", got {value!r}")
+        value = int(text)
+    if allow_blank and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+        raise CuratorError(f"{what} must be a whole number ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+class ListeningHandlers:
+    """The tab's event handlers over a UIContext (see annotate_ui/app.py)."""
+
+    RATER_OUTPUTS = 7  # state, progress, prompt, audio, message, ovl, rel
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    # -- raters ---------------------------------------------------------------------------------
+
+    def session_choices(self, request: gr.Request):
+        self.ctx.user(request)
+        with self.ctx.errors(), self.ctx.session() as s:
+            rows = L.list_sessions(s, open_only=True)
+        return gr.Dropdown(choices=[(r["name"], r["id"]) for r in rows], value=None)
+
+    def _view(self, s, session_id: int, user, message: str = ""):
+        q = L.next_item(s, session_id, user.id, self.ctx.audio_store)
+        if q is None:
+            p = L.progress(s, session_id, user.id)
+            return ({"session_id": session_id, "item_id": None},
+                    f"Rated **{p.rated}** · skipped {p.skipped} · remaining **{p.remaining}**",
+                    prompt_html(None), None, message, None, None)
+        audio, problem = None, q.audio_error
+        if problem is None:
+            try:
+                d = L.item_audio(s, self.ctx.audio_store, session_id, user.id, q.item_id)
+                audio = (d.sample_rate, (np.clip(d.wave, -1.0, 1.0) * 32767).astype(np.int16))  # 16-bit PCM
+            except CuratorError as exc:
+                problem = str(exc)
+        msg = " ".join(x for x in (message, problem and f"⚠ {problem}") if x)
+        return ({"session_id": session_id, "item_id": q.item_id},
+                f"Clip **{q.done + 1}** of {q.total} · remaining **{q.total - q.done}**",
+                prompt_html(q.prompt), audio, msg, None, None)
+
+    @staticmethod
+    def _session_id(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CuratorError("choose a listening session first")
+        return value
+
+    def open_session(self, session_id: Any, request: gr.Request):
+        user = self.ctx.user(request)
+        with self.ctx.errors():
+            sid = self._session_id(session_id)
+            with self.ctx.session() as s:
+                return self._view(s, sid, user)
+
+    def _current(self, state: Any) -> tuple[int, int]:
+        if not isinstance(state, dict) or state.get("item_id") is None:
+            raise CuratorError("no clip is open: choose a listening session")
+        return self._session_id(state.get("session_id")), state["item_id"]
+
+    def submit(self, state: Any, ovl: Any, rel: Any, request: gr.Request):
+        user = self.ctx.user(request)
+        with self.ctx.errors():
+            sid, item = self._current(state)
+            ovl, rel = parse_score(ovl, "OVL"), parse_score(rel, "REL")
+            with self.ctx.session() as s:
+                res = L.submit_rating(s, sid, user.id, item, ovl, rel)
+            with self.ctx.session() as s:
+                note = "That rating was already recorded." if res.replayed else f"Recorded OVL {res.ovl}, REL {res.rel}."
+                return self._view(s, sid, user, note)
+
+    def skip(self, state: Any, request: gr.Request):
+        user = self.ctx.user(request)
+        with self.ctx.errors():
+            sid, item = self._current(state)
+            with self.ctx.session() as s:
+                try:
+                    L.item_audio(s, self.ctx.audio_store, sid, user.id, item)
+                    reason = "skipped"
+                except CuratorError:
+                    reason = "audio missing or unreadable"
+                L.skip_item(s, sid, user.id, item, reason=reason)
+            with self.ctx.session() as s:
+                return self._view(s, sid, user, "Skipped.")
+
+    def undo(self, state: Any, request: gr.Request):
+        user = self.ctx.user(request)
+        with self.ctx.errors():
+            sid = self._session_id(state.get("session_id") if isinstance(state, dict) else None)
+            with self.ctx.session() as s:
+                item = L.undo_last(s, sid, user.id)
+            with self.ctx.session() as s:
+                return self._view(s, sid, user, "Nothing to undo." if item is None
+                                  else "Your last answer was taken back; rate this clip again.")
+
+    # -- admins ---------------------------------------------------------------------------------
+
+    def admin_overview(self, request: gr.Request):
+        """(clip set table, clip set choices, session choices) for admins; nothing for raters."""
+        user = self.ctx.user(request)
+        if not user.is_admin:
+            return gr.update(visible=False), gr.update(), gr.update(), gr.update()
+        with self.ctx.errors(), self.ctx.session() as s:
+            sets, sessions = L.list_clip_sets(s), L.list_sessions(s)
+        return (gr.update(visible=True), pd.DataFrame(sets, columns=["id", "name", "generator", "checkpoint_id", "n_clips", "created_at"]),
+                gr.Dropdown(choices=[r["name"] for r in sets], value=None),
+                gr.Dropdown(choices=[(r["name"], r["id"]) for r in sessions], value=None))
+
+    def create_clip_set(self, name: str, generator: str, checkpoint: str, strategy: str, request: gr.Request):
+        self.ctx.admin(request)
+        with self.ctx.errors(), self.ctx.session() as s:
+            cs = L.clip_set_from_generator(s, name, generator=(generator or "").strip(),
+                                           checkpoint_id=(checkpoint or "").strip() or None,
+                                           strategy=(strategy or "eval").strip())
+            msg = f"Clip set **{html.escape(cs.name)}**: {len(cs.items)} clips of {html.escape(cs.generator)}."
+        return (msg, *self.admin_overview(request)[1:3])
+
+    def create_session(self, name: str, sets: list, n_prompts: Any, seed: Any, n_gold: Any, min_raters: Any,
+                       gold_threshold: Any, split: str, request: gr.Request):
+        user = self.ctx.admin(request)
+        with self.ctx.errors():
+            if not isinstance(gold_threshold, (int, float)) or isinstance(gold_threshold, bool):
+                raise CuratorError(f"gold REL threshold must be a number from 1 to 5, got {gold_threshold!r}")
+            with self.ctx.session() as s:
+                ls = L.create_listening_session(
+                    s, name, list(sets or []), n_prompts=_whole(n_prompts, "prompts", minimum=1),
+                    seed=_whole(seed, "seed"), n_gold=_whole(n_gold, "gold items", allow_blank=True),
+                    min_raters=_whole(min_raters, "raters per clip", minimum=1),
+                    gold_rel_threshold=float(gold_threshold), split=(split or "").strip() or None,
+                    created_by=user.id)
+                n_gold_items = sum(it.is_gold for it in ls.items)
+                msg = (f"Session **{html.escape(ls.name)}**: {len(ls.items) - n_gold_items} clips "
+                       f"({len(ls.systems)} systems) + {n_gold_items} gold items.")
+        return (msg, *self.admin_overview(request)[3:])
+
+    def set_open(self, session_id: Any, is_open: bool, request: gr.Request):
+        self.ctx.admin(request)
+        with self.ctx.errors():
+            sid = self._session_id(session_id)
+            with self.ctx.session() as s:
+                ls = L.set_session_open(s, sid, is_open)
+                return f"Session **{html.escape(ls.name)}** is now {'open' if ls.is_open else 'closed'}."
+
+    def close_session(self, session_id: Any, request: gr.Request):
+        return self.set_open(session_id, False, request)
+
+    def reopen_session(self, session_id: Any, request: gr.Request):
+        return self.set_open(session_id, True, request)
+
+    def results(self, session_id: Any, request: gr.Request):
+        self.ctx.admin(request)
+        with self.ctx.errors():
+            sid = self._session_id(session_id)
+            with self.ctx.session() as s:
+                res = L.session_results(s, sid)
+        summary = [
+            f"**{html.escape(res.session_name)}**: {res.n_prompts} prompts × {len(res.systems)} systems = "
+            f"{res.n_items} clips, {res.n_gold_items} gold items; {res.n_items_covered} clips have ≥ "
+            f"{res.min_raters} ratings from kept raters.",
+            f"Krippendorff's α (ordinal): OVL **{_num(res.alpha_ovl)}**, REL **{_num(res.alpha_rel)}**.",
+            f"Gold rule: {html.escape(res.gold_rule)} Excluded: "
+            + (", ".join(html.escape(n) for n in res.excluded_raters) or "nobody") + ".",
+            *[f"⚠ {html.escape(w)}" for w in res.warnings],
+        ]
+        systems = pd.DataFrame([{
+            "system": x.name, "generator": x.generator, "checkpoint": x.checkpoint_id, "clips": x.n_clips,
+            "ratings": x.n_ratings, "OVL (mean ± 95% CI)": _ci(x.ovl), "REL (mean ± 95% CI)": _ci(x.rel)}
+            for x in res.systems])
+        raters = pd.DataFrame([{
+            "rater": r.name, "rated": r.n_rated, "skipped": r.n_skipped, "of": r.n_assigned,
+            "mean OVL": _num(r.mean_ovl), "mean REL": _num(r.mean_rel), "gold rated": r.n_gold,
+            "gold mean REL": _num(r.gold_mean_rel), "excluded": "yes" if r.excluded else ("" if r.screened else "unscreened")}
+            for r in res.raters], columns=["rater", "rated", "skipped", "of", "mean OVL", "mean REL", "gold rated",
+                                          "gold mean REL", "excluded"])
+        return "  \n".join(summary), systems, raters
+
+    def export(self, session_id: Any, request: gr.Request):
+        self.ctx.admin(request)
+        with self.ctx.errors():
+            sid = self._session_id(session_id)
+            out = tempfile.mkdtemp(prefix=f"listening-{sid}-")
+            with self.ctx.session() as s:
+                paths = L.export_results(s, sid, out)
+        return [str(p) for p in paths.values()]
+
+
+CSS_NOTE = ".listen-prompt { font-size: 1.3em; padding: .5em 0; white-space: pre-wrap; }"
+
+
+def build_listening_tab(ctx) -> ListeningHandlers:
+    """The tab's components and events (inside the app's `with gr.Tab(...)`)."""
+    h = ListeningHandlers(ctx)
+    gr.Markdown(DEFINITIONS_MD, elem_id="listen-definitions")
+    with gr.Row():
+        session_dd = gr.Dropdown(label="Listening session", choices=[], elem_id="listen-session")
+        refresh = gr.Button("Refresh list", size="sm", scale=0, elem_id="listen-refresh")
+        start = gr.Button("Start / continue", variant="primary", scale=0, elem_id="listen-start")
+    state = gr.State(None)
+    progress_md = gr.Markdown(elem_id="listen-progress")
+    prompt = gr.HTML(elem_id="listen-prompt")
+    audio = gr.Audio(label="Clip", type="numpy", interactive=False, elem_id="listen-audio")
+    message = gr.Markdown(elem_id="listen-message")
+    with gr.Row():
+        ovl = gr.Radio(list(L.SCALE), label="OVL — overall quality, regardless of the text", elem_id="listen-ovl")
+        rel = gr.Radio(list(L.SCALE), label="REL — relevance to the text", elem_id="listen-rel")
+    with gr.Row():
+        submit = gr.Button("Submit rating", variant="primary", elem_id="listen-submit")
+        skip = gr.Button("Skip (e.g. no audio)", elem_id="listen-skip")
+        undo = gr.Button("Undo last", elem_id="listen-undo")
+    rater_out = [state, progress_md, prompt, audio, message, ovl, rel]
+
+    with gr.Group(visible=False, elem_id="listen-admin") as admin_box:
+        gr.Markdown("### Admin: clip sets and listening sessions")
+        with gr.Row():
+            cs_name = gr.Textbox(label="New clip set name", elem_id="cs-name")
+            cs_gen = gr.Textbox(label="Generator (AudioClip.generator)", elem_id="cs-generator")
+            cs_ckpt = gr.Textbox(label="Checkpoint id (blank: the only one)", elem_id="cs-checkpoint")
+            cs_strategy = gr.Textbox(value="eval", label="Strategy", elem_id="cs-strategy")
+            cs_create = gr.Button("Create clip set", elem_id="cs-create")
+        cs_msg = gr.Markdown(elem_id="cs-msg")
+        cs_table = gr.Dataframe(label="Clip sets (systems)", interactive=False, elem_id="cs-table")
+        with gr.Row():
+            ls_name = gr.Textbox(label="New session name", elem_id="ls-name")
+            ls_sets = gr.Dropdown(label="Systems (clip sets)", multiselect=True, choices=[], elem_id="ls-sets")
+            ls_split = gr.Textbox(label="Caption split (blank: any)", elem_id="ls-split")
+        with gr.Row():
+            ls_n = gr.Number(value=L.DEFAULT_N_PROMPTS, precision=0, label="Prompts (PAPER.md §5.3: 50)", elem_id="ls-n")
+            ls_seed = gr.Number(value=0, precision=0, label="Seed", elem_id="ls-seed")
+            ls_gold = gr.Textbox(value="", label="Gold items (blank: 10 %, 0: none)", elem_id="ls-gold")
+            ls_min = gr.Number(value=DEFAULT_MIN_RATERS, precision=0, label="Raters per clip (≥ 4)", elem_id="ls-min")
+            ls_thr = gr.Number(value=DEFAULT_GOLD_REL_THRESHOLD, label="Exclude if gold mean REL ≥", elem_id="ls-thr")
+            ls_create = gr.Button("Create session", elem_id="ls-create")
+        ls_msg = gr.Markdown(elem_id="ls-msg")
+        with gr.Row():
+            res_dd = gr.Dropdown(label="Session", choices=[], elem_id="res-session")
+            res_show = gr.Button("Show results", elem_id="res-show")
+            res_export = gr.Button("Export CSV + JSON", elem_id="res-export")
+            res_close = gr.Button("Close session", elem_id="res-close")
+            res_open = gr.Button("Reopen session", elem_id="res-open")
+        res_md = gr.Markdown(elem_id="res-summary")
+        res_systems = gr.Dataframe(label="Per system", interactive=False, elem_id="res-systems")
+        res_raters = gr.Dataframe(label="Per rater", interactive=False, elem_id="res-raters")
+        res_files = gr.File(label="Export", file_count="multiple", interactive=False, elem_id="res-files")
+
+    refresh.click(h.session_choices, outputs=[session_dd], api_name="listen_sessions")
+    start.click(h.open_session, inputs=[session_dd], outputs=rater_out, api_name="listen_open")
+    submit.click(h.submit, inputs=[state, ovl, rel], outputs=rater_out, api_name="listen_submit",
+                 concurrency_limit=None)
+    skip.click(h.skip, inputs=[state], outputs=rater_out, api_name="listen_skip", concurrency_limit=None)
+    undo.click(h.undo, inputs=[state], outputs=rater_out, api_name="listen_undo", concurrency_limit=None)
+
+    overview_out = [admin_box, cs_table, ls_sets, res_dd]
+    cs_create.click(h.create_clip_set, inputs=[cs_name, cs_gen, cs_ckpt, cs_strategy],
+                    outputs=[cs_msg, cs_table, ls_sets], api_name="listen_create_clip_set")
+    ls_create.click(h.create_session, inputs=[ls_name, ls_sets, ls_n, ls_seed, ls_gold, ls_min, ls_thr, ls_split],
+                    outputs=[ls_msg, res_dd], api_name="listen_create_session")
+    res_show.click(h.results, inputs=[res_dd], outputs=[res_md, res_systems, res_raters], api_name="listen_results")
+    res_export.click(h.export, inputs=[res_dd], outputs=[res_files], api_name="listen_export")
+    res_close.click(h.close_session, inputs=[res_dd], outputs=[res_md], api_name="listen_close")
+    res_open.click(h.reopen_session, inputs=[res_dd], outputs=[res_md], api_name="listen_reopen")
+    ctx.on_load.append((h.session_choices, [session_dd]))
+    ctx.on_load.append((h.admin_overview, overview_out))
+    return h

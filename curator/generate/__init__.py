@@ -1,0 +1,12 @@
+"""Generation: backends (Tango, AudioLDM/AudioLDM2 pipelines, the miniature world) and the
+strategy runner of PAPER.md §4.1 (`curator.generate.run.run_generation`)."""
+
+from curator.generate.backends import (
+    AudioLDM2Generator,
+    AudioLDMGenerator,
+    TangoGenerator,
+    detect_backend,
+    resolve_generator,
+)
+
+__all__ = ["AudioLDM2Generator", "AudioLDMGenerator", "TangoGenerator", "detect_backend", "resolve_generator"]

@@ -1,0 +1,74 @@
+"""`curator export` and `curator import-pairs`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, user_errors
+from db.session import open_store
+
+
+@user_errors
+def export(
+    out: Path = typer.Argument(..., help="Folder to write (must not exist unless --force)."),
+    preset: str = typer.Option("paper", "--preset", help="Threshold preset whose kept pairs are exported."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    db: DbOpt = DB_DEFAULT,
+    audio_root: AudioRootOpt = None,
+) -> None:
+    """Write the pairs a preset keeps as an Audio-alpaca dataset (atomic, reproducible).
+
+    OUT/data/train-00000-of-00001.parquet: prompt, chosen, rejected, strategy, pair_id, score_chosen_<model>,
+    score_rejected_<model>; OUT/audio/*.wav (16 kHz); OUT/README.md; OUT/manifest.json (preset, store, counts,
+    sha256 of every file, time, code version). Loads with datasets.load_dataset("parquet", data_files=...).
+    """
+    import json
+
+    from curator.audio import audio_store_for
+    from curator.export import MANIFEST, export_audio_alpaca
+
+    factory = open_store(db)
+    with factory() as session:
+        path = export_audio_alpaca(session, audio_store_for(db, audio_root), out, preset_name=preset, db_url=db,
+                                   force=force)
+        session.commit()
+    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    counts = ", ".join(f"S{k}: {v}" for k, v in manifest["counts"].items() if k != "total")
+    typer.echo(f"exported {manifest['n_pairs']} pairs ({counts}) with preset {preset!r} to {path}")
+
+
+@user_errors
+def import_pairs(
+    path: Path = typer.Argument(..., help="A parquet file shaped like Audio-alpaca, or a folder with a CSV "
+                                          "(prompt,chosen,rejected,strategy; audio file paths)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the set (default: file/folder name); "
+                                                            "sources are recorded as import:NAME."),
+    strategy_default: Optional[str] = typer.Option(None, "--strategy-default",
+                                                   help="Strategy (1.1, 1.2, 2, 3) for rows that have none."),
+    db: DbOpt = DB_DEFAULT,
+    audio_root: AudioRootOpt = None,
+) -> None:
+    """Import a preference set made elsewhere so raters can audit it (idempotent; all rows or none)."""
+    from curator.audio import audio_store_for
+    from curator.import_pairs import import_pairs as run_import
+
+    factory = open_store(db)
+    with factory() as session:
+        try:
+            counts = run_import(session, audio_store_for(db, audio_root), path, name=name,
+                                strategy_default=strategy_default)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    typer.echo(f"imported {counts.rows} rows: {counts.pairs_created} new pairs ({counts.pairs_existing} already "
+               f"there), {counts.clips_created} clips ({counts.converted} resampled/downmixed), "
+               f"{counts.captions_created} new captions")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+    app.command("import-pairs")(import_pairs)

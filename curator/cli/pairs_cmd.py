@@ -1,0 +1,147 @@
+"""`curator pairs`, `curator stats`, `curator presets list|show|save|delete`."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from curator.cli.common import DB_DEFAULT, DbOpt, user_errors
+from db.session import open_store
+
+presets_app = typer.Typer(help="Threshold presets of the filter (α, β, Δ per model; PAPER.md §4.1.2).",
+                          no_args_is_help=True)
+
+
+@user_errors
+def pairs(db: DbOpt = DB_DEFAULT,
+          batch_size: int = typer.Option(5000, min=1, help="Pairs inserted (and committed) per batch.")) -> None:
+    """Build candidate pairs from scored clips (PAPER.md §4.1.2).
+
+    Strategies 1.1 and 1.2: the clip scoring highest under MODEL 1 wins; each other clip loses (3 pairs).
+
+    Model 1 = the first CLAP model of the ensemble by position (the first `curator score --model`).
+
+    Strategies 2 and 3: caption's clip vs perturbed caption's clip, kept where the first scores higher (model 1).
+
+    Every pair gets winner/loser scores under every model. A rerun adds nothing twice and fills late scores.
+    """
+    from curator.pairs import build_pairs, describe
+
+    factory = open_store(db)
+    with factory() as session:
+        counts = build_pairs(session, batch_size=batch_size)
+        session.commit()
+    typer.echo(describe(counts))
+
+
+@user_errors
+def stats(db: DbOpt = DB_DEFAULT,
+          preset: str = typer.Option("paper", "--preset", help="Threshold preset to apply."),
+          bins: int = typer.Option(20, min=1, max=200, help="Histogram bins."),
+          width: int = typer.Option(40, min=10, max=200, help="Histogram bar width (characters).")) -> None:
+    """Pairs kept per strategy (like the paper's Table 2) and the α/Δ distributions, kept vs dropped."""
+    from curator import filter as flt
+
+    factory = open_store(db)
+    with factory() as session:
+        p = flt.get_preset(session, preset)
+        th = flt.thresholds_of(p)
+        table = flt.load_preset_table(session, p)
+        session.commit()  # "paper" may have just been created
+    view = flt.evaluate(table, th, bins=bins)
+    typer.echo(f"preset {p.name!r}: " + ", ".join(f"{k}={v:g}" for k, v in th.as_dict().items())
+               + f"; model 1 = {table.model_names[0]}, model 2 = {table.model_names[1]}")
+    if table.n_unscored:
+        typer.echo(f"{table.n_unscored} pair(s) lack a score under one of the two models and are left out")
+    typer.echo(flt.render_counts(view.counts, flt.strategy_counts(table)))
+    for key in ("alpha1", "alpha2", "delta1", "delta2"):
+        hist = view.histograms[key]
+        typer.echo("")
+        typer.echo(flt.render_histogram(hist, width=width, marks=flt.threshold_marks(th, hist)))
+
+
+@presets_app.command("list")
+@user_errors
+def presets_list(db: DbOpt = DB_DEFAULT) -> None:
+    """Every preset with its thresholds."""
+    from curator import filter as flt
+
+    factory = open_store(db)
+    with factory() as session:
+        rows = flt.list_presets(session)
+        session.commit()
+        typer.echo(f"{'name':<20}{'α1':>6}{'α2':>6}{'β1':>6}{'β2':>6}{'Δ1':>13}{'Δ2':>13}  models / author")
+        for p in rows:
+            models = f"{p.model1 or '(1st)'}, {p.model2 or '(2nd)'}"
+            typer.echo(f"{p.name:<20}{p.alpha1:>6.2f}{p.alpha2:>6.2f}{p.beta1:>6.2f}{p.beta2:>6.2f}"
+                       f"{p.delta1_min:>6.2f}:{p.delta1_max:<6.2f}{p.delta2_min:>6.2f}:{p.delta2_max:<6.2f}"
+                       f"  {models} / {p.author}")
+
+
+@presets_app.command("show")
+@user_errors
+def presets_show(name: str = typer.Argument("paper", help="Preset name."), db: DbOpt = DB_DEFAULT) -> None:
+    """One preset as JSON."""
+    from curator import filter as flt
+
+    factory = open_store(db)
+    with factory() as session:
+        data = flt.preset_dict(flt.get_preset(session, name))
+        session.commit()
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@presets_app.command("save")
+@user_errors
+def presets_save(
+    name: str = typer.Argument(..., help="Preset name (created, or updated when it exists)."),
+    author: str = typer.Option(..., "--author", help="Who set these thresholds."),
+    base: str = typer.Option("paper", "--from", help="Preset whose values fill the options not given."),
+    alpha1: Optional[float] = typer.Option(None, help="Winner score under model 1 ≥ α1 (paper 0.45)."),
+    alpha2: Optional[float] = typer.Option(None, help="Winner score under model 2 ≥ α2 (paper 0.60)."),
+    beta1: Optional[float] = typer.Option(None, help="Loser score under model 1 ≥ β1 (paper 0.40)."),
+    beta2: Optional[float] = typer.Option(None, help="Loser score under model 2 ≥ β2 (paper 0.0)."),
+    delta1: Optional[str] = typer.Option(None, help="Δ1 = winner − loser range MIN:MAX (paper 0.05:0.35)."),
+    delta2: Optional[str] = typer.Option(None, help="Δ2 range MIN:MAX (paper 0.08:0.70)."),
+    model1: Optional[str] = typer.Option(None, help="Model 1 by name (default: first of the ensemble)."),
+    model2: Optional[str] = typer.Option(None, help="Model 2 by name (default: second of the ensemble)."),
+    db: DbOpt = DB_DEFAULT,
+) -> None:
+    """Save thresholds under NAME; options not given keep the values of --from (default: paper)."""
+    from curator import filter as flt
+
+    changes: dict[str, float] = {k: v for k, v in
+                                 {"alpha1": alpha1, "alpha2": alpha2, "beta1": beta1, "beta2": beta2}.items()
+                                 if v is not None}
+    for m, value in ((1, delta1), (2, delta2)):
+        if value is not None:
+            changes[f"delta{m}_min"], changes[f"delta{m}_max"] = flt.parse_range(value, name=f"--delta{m}")
+    factory = open_store(db)
+    with factory() as session:
+        start = flt.get_preset(session, base)
+        th = flt.thresholds_of(start).replace(**changes)
+        p = flt.save_preset(session, name, th, author=author, model1=model1 or start.model1,
+                            model2=model2 or start.model2)
+        session.commit()
+        typer.echo(f"saved preset {p.name!r}: " + ", ".join(f"{k}={v:g}" for k, v in th.as_dict().items()))
+
+
+@presets_app.command("delete")
+@user_errors
+def presets_delete(name: str = typer.Argument(..., help="Preset name."), db: DbOpt = DB_DEFAULT) -> None:
+    """Delete a preset ("paper" stays)."""
+    from curator import filter as flt
+
+    factory = open_store(db)
+    with factory() as session:
+        flt.delete_preset(session, name)
+        session.commit()
+    typer.echo(f"deleted preset {name!r}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pairs")(pairs)
+    app.command("stats")(stats)
+    app.add_typer(presets_app, name="presets")

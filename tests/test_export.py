@@ -1,0 +1,170 @@
+"""Audio-alpaca export: parquet layout, datasets 3.6 loads it with Audio features, reproducible, manifest, atomic."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from curator.cli import app
+from curator.errors import CuratorError
+from curator.export import MANIFEST, TABLE_PATH, export_audio_alpaca, read_table, sha256_file, verify_export
+from curator.filter import Thresholds, save_preset
+from curator.pairs import build_pairs
+from db.models import AudioClip, Export
+from db.session import open_store
+from test_pairs_fixtures import paper_world
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def built(session, audio_store):
+    paper_world(session, audio_store)
+    build_pairs(session, progress=False)
+    session.commit()
+    return session
+
+
+def test_export_table_and_datasets_load(built, audio_store, store_url, tmp_path):
+    out = export_audio_alpaca(built, audio_store, tmp_path / "alpaca", db_url=store_url, progress=False)
+    built.commit()
+    table = read_table(out)
+    assert table.column_names[:5] == ["prompt", "chosen", "rejected", "strategy", "pair_id"]
+    assert {"score_chosen_judge_a", "score_rejected_judge_a", "score_chosen_judge_b",
+            "score_rejected_judge_b"} <= set(table.column_names)
+    assert table.num_rows == 4
+    assert table.column("strategy").to_pylist() == ["1.1", "1.1", "2", "3"]
+    meta = json.loads(pq.read_schema(out / TABLE_PATH).metadata[b"huggingface"])
+    assert meta["info"]["features"]["chosen"] == {"sampling_rate": 16000, "_type": "Audio"} or \
+        meta["info"]["features"]["chosen"]["_type"] == "Audio"
+    # scores are the clips' scores: chosen > rejected under both models for every kept pair
+    d = table.to_pydict()
+    for m in ("judge_a", "judge_b"):
+        assert all(w > lo for w, lo in zip(d[f"score_chosen_{m}"], d[f"score_rejected_{m}"]))
+    row3 = d["prompt"].index("a man speaks then a door closes")
+    assert (d["score_chosen_judge_a"][row3], d["score_rejected_judge_b"][row3]) == (0.70, 0.30)
+
+    from datasets import Audio, load_dataset
+
+    ds = load_dataset("parquet", data_files=str(out / TABLE_PATH), split="train", cache_dir=str(tmp_path / "hf"))
+    assert isinstance(ds.features["chosen"], Audio) and ds.features["chosen"].sampling_rate == 16000
+    assert isinstance(ds.features["rejected"], Audio)
+    ex = ds[0]
+    assert ex["chosen"]["sampling_rate"] == 16000 and ex["chosen"]["array"].ndim == 1
+    assert len(ex["chosen"]["array"]) == 800
+    # the embedded audio is the exported file, which is the stored clip
+    chosen_rel = d["chosen"][0]["path"]
+    wave, sr = sf.read(out / chosen_rel)
+    assert sr == 16000 and np.allclose(wave, ex["chosen"]["array"], atol=1e-4)
+    assert (out / chosen_rel).read_bytes() == d["chosen"][0]["bytes"]
+    # the folder loads as a dataset too (README configs point at data/)
+    ds2 = load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf2"))
+    assert ds2.num_rows == 4 and isinstance(ds2.features["chosen"], Audio)
+
+
+def test_manifest_hashes_counts_and_export_row(built, audio_store, tmp_path):
+    out = export_audio_alpaca(built, audio_store, tmp_path / "a", db_url="postgresql://ana:s3cret@db.example/curator",
+                              progress=False)
+    built.commit()
+    manifest = verify_export(out)
+    assert manifest["counts"] == {"1.1": 2, "1.2": 0, "2": 1, "3": 1, "total": 4}
+    assert manifest["candidates"]["total"] == 8
+    assert manifest["preset"]["name"] == "paper" and manifest["preset"]["alpha2"] == 0.6
+    assert "s3cret" not in json.dumps(manifest) and manifest["store"].startswith("postgresql+psycopg://ana")
+    assert manifest["code_version"]["curator"]
+    files = manifest["files"]
+    assert TABLE_PATH in files and "README.md" in files
+    assert sum(k.startswith("audio/") for k in files) == 7  # 4 pairs, S1.1 shares its winner
+    for rel, sha in files.items():
+        assert sha256_file(out / rel) == sha
+    row = built.scalar(select(Export))
+    assert row.n_pairs == 4 and row.table_sha256 == files[TABLE_PATH] and row.preset_name == "paper"
+    # tampering is detected
+    (out / "README.md").write_text("changed")
+    with pytest.raises(CuratorError, match="README.md does not match"):
+        verify_export(out)
+
+
+def test_export_is_reproducible(built, audio_store, store_url, tmp_path):
+    a = export_audio_alpaca(built, audio_store, tmp_path / "a", db_url=store_url, progress=False)
+    b = export_audio_alpaca(built, audio_store, tmp_path / "b", db_url=store_url, progress=False)
+    assert (a / TABLE_PATH).read_bytes() == (b / TABLE_PATH).read_bytes()
+    ma, mb = (json.loads((p / MANIFEST).read_text()) for p in (a, b))
+    assert ma["files"] == mb["files"]
+
+
+def test_export_other_preset(built, audio_store, store_url, tmp_path):
+    save_preset(built, "loose", Thresholds(delta2_min=0.0), author="ana")
+    built.commit()
+    out = export_audio_alpaca(built, audio_store, tmp_path / "l", preset_name="loose", db_url=store_url,
+                              progress=False)
+    assert read_table(out).num_rows == 7
+
+
+def test_existing_out_refused_then_forced(built, audio_store, store_url, tmp_path):
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(CuratorError, match="already exists.*--force"):
+        export_audio_alpaca(built, audio_store, out, db_url=store_url, progress=False)
+    export_audio_alpaca(built, audio_store, out, db_url=store_url, force=True, progress=False)
+    assert not (out / "keep.txt").exists() and (out / MANIFEST).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_missing_clip_file_leaves_nothing(built, audio_store, store_url, tmp_path):
+    clip = built.scalars(select(AudioClip).order_by(AudioClip.id)).first()
+    audio_store.resolve(clip.path).unlink()
+    with pytest.raises(CuratorError, match=f"clip {clip.id} is missing"):
+        export_audio_alpaca(built, audio_store, tmp_path / "gone", db_url=store_url, progress=False)
+    assert list(tmp_path.glob("*gone*")) == [] and list(tmp_path.glob(".gone*")) == []
+    assert built.scalar(select(func.count()).select_from(Export)) == 0
+
+
+def test_preset_keeping_nothing_is_one_line(built, audio_store, store_url, tmp_path):
+    save_preset(built, "none", Thresholds(alpha1=0.99), author="x")
+    with pytest.raises(CuratorError, match="keeps no pairs of 8"):
+        export_audio_alpaca(built, audio_store, tmp_path / "n", preset_name="none", db_url=store_url, progress=False)
+
+
+def test_resampled_store_clip_is_exported_at_16k(built, audio_store, store_url, tmp_path):
+    # a clip kept at 48 kHz in the store is written at 16 kHz
+    clip = built.scalars(select(AudioClip).where(AudioClip.strategy == "3", AudioClip.slot == 0)).one()
+    wave = np.sin(np.linspace(0, 200, 4800)).astype(np.float32) * 0.2
+    buf = io.BytesIO()
+    sf.write(buf, wave, 48000, format="WAV", subtype="PCM_16")
+    sha, rel = audio_store.put_bytes(buf.getvalue())
+    clip.path, clip.sample_rate = rel, 48000
+    built.commit()
+    out = export_audio_alpaca(built, audio_store, tmp_path / "r", db_url=store_url, progress=False)
+    d = read_table(out).to_pydict()
+    i = d["strategy"].index("3")
+    data, sr = sf.read(io.BytesIO(d["chosen"][i]["bytes"]))
+    assert sr == 16000 and len(data) == 1600
+
+
+def test_cli_export(store_url, tmp_path):
+    from curator.audio import AudioStore
+
+    factory = open_store(store_url)
+    root = tmp_path / "audio"
+    with factory() as s:
+        paper_world(s, AudioStore(root))
+        build_pairs(s, progress=False)
+        s.commit()
+    out = tmp_path / "cli-out"
+    args = ["export", str(out), "--db", store_url, "--audio-root", str(root)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "exported 4 pairs" in res.output
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "already exists" in res.output
+    res = runner.invoke(app, [*args, "--force", "--preset", "ghost"])
+    assert res.exit_code == 2 and "'ghost' does not exist" in res.output

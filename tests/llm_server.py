@@ -15,13 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeLLM:
-    def __init__(self, slow_s: float = 1.5, hold_for: int = 0):
+    def __init__(self, slow_s: float = 1.0, hold_for: int = 0):
         self.counts: dict[str, int] = {}
         self.total = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.slow_s = slow_s
-        self.hold_for = hold_for  # hold each request until this many are in flight (or 3 s)
+        self.hold_for = hold_for
+        self.released = hold_for == 0  # the first this-many requests wait until all are in flight (or 3 s)
         self.cond = threading.Condition()
         fake = self
 
@@ -38,9 +39,11 @@ class FakeLLM:
                     n = fake.counts[caption] = fake.counts.get(caption, 0) + 1
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    if fake.in_flight >= fake.hold_for:
+                        fake.released = True
                     fake.cond.notify_all()
-                    if fake.hold_for:
-                        fake.cond.wait_for(lambda: fake.in_flight >= fake.hold_for, timeout=3)
+                    if fake.total <= fake.hold_for:  # the first wave waits until all of it is in flight
+                        fake.cond.wait_for(lambda: fake.released, timeout=3)
                 try:
                     fake.answer(self, self.path, body, caption, n)
                 finally:

@@ -34,10 +34,11 @@ from tqdm.auto import tqdm
 
 from curator.audio import SAMPLE_RATE, AudioStore, decode_audio, encode_wav
 from curator.errors import CuratorError
+from curator.captions import MAX_CAPTION_CHARS, is_temporal, normalize_caption
 from curator.pairs import IMPORT_GENERATOR, ingest_pairs
 from db.models import STRATEGIES, AudioClip, Caption, Pair, text_hash
 
-MAX_PROMPT_CHARS = 1000
+MAX_PROMPT_CHARS = MAX_CAPTION_CHARS
 # "1.1", also spelt "S1.1", "strategy 1.1", "Strategy_2" in sets made elsewhere
 _STRATEGY_RE = re.compile(r"^(?:strategy[\s_-]*|s)?(1\.1|1\.2|2|3)$", re.IGNORECASE)
 REQUIRED = ("prompt", "chosen", "rejected")
@@ -171,7 +172,8 @@ def _strategy(value: Any, default: str | None, label: str) -> str:
 
 
 def _prompt(value: Any, label: str) -> str:
-    text = "" if value is None else str(value).strip()
+    # the same normalisation captions import applies, so a prompt matches its imported caption
+    text = "" if value is None else normalize_caption(str(value))
     if not text:
         raise CuratorError(f"{label}: empty prompt")
     if len(text) > MAX_PROMPT_CHARS:
@@ -227,7 +229,8 @@ def import_pairs(session: Session, audio_store: AudioStore, path: str | Path, *,
     for r in rows:
         sha = text_hash(r.prompt)
         if sha not in captions:
-            cap = Caption(text=r.prompt, text_sha=sha, source=_source(name), split="train")
+            cap = Caption(text=r.prompt, text_sha=sha, source=_source(name), split="train",
+                          temporal=is_temporal(r.prompt))
             session.add(cap)
             session.flush()
             captions[sha] = cap.id

@@ -1,0 +1,5 @@
+"""`python -m trainer …` and `accelerate launch -m trainer run …`."""
+
+from trainer.cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""The `trainer` command: `trainer run` (Diffusion-DPO fine-tuning) and `trainer eval`.
+Parses and wires only; the work is in trainer.train and trainer.evaluate.
+
+Multi-GPU: `accelerate launch --num_processes 2 -m trainer run --model PATH --data EXPORT --out RUN`
+(data parallel; --set mixed_precision=bf16, gradient_checkpointing=true, optimizer=adamw8bit|adafactor
+for small GPUs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from curator.cli.common import AudioRootOpt, user_errors
+from curator.errors import CuratorError
+
+app = typer.Typer(name="trainer", help="Diffusion-DPO fine-tuning of Tango on approved pairs (PAPER.md §4.2, §5.1).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+DbOption = typer.Option(None, "--db", envvar="CURATOR_DB",
+                        help="Store URL: pairs come from it with --preset; the run is recorded in it.")
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    config: Optional[Path] = typer.Option(None, "--config", help="A .json or .toml file of config keys."),
+    model: Optional[str] = typer.Option(None, "--model", help="tiny | a Tango folder | a hub id (the reference model)."),
+    data: Optional[str] = typer.Option(None, "--data", help="An export folder or .parquet file; 'store' for --db pairs."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run folder: DIR/step-K/ checkpoints, DIR/metrics.jsonl."),
+    set_: List[str] = typer.Option([], "--set", help="key=value config override (repeatable)."),
+    db: Optional[str] = DbOption,
+    preset: Optional[str] = typer.Option(None, "--preset", help="Store source: the filter preset (implies --data store)."),
+    audit_policy: Optional[str] = typer.Option(None, "--audit-policy",
+                                               help="ignore | drop-rejected | human-winner | majority (store source)."),
+    audio_root: AudioRootOpt = None,
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue from DIR/step-K of the same run."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Fine-tune the UNet: one SFT epoch on winners, then Diffusion-DPO (PAPER.md §5.1)."""
+    from trainer.config import load_config
+
+    explicit = {"model": model, "data": data, "out": out, "preset": preset, "audit_policy": audit_policy}
+    if preset and not data:
+        explicit["data"] = "store"
+    if resume and not (config or model or out):  # resume with the saved config by default
+        from trainer.train import read_checkpoint
+
+        from trainer.config import config_from_dict, parse_set
+
+        values = read_checkpoint(resume)[0].to_dict()  # the saved config, then --set, then options
+        values.update(parse_set(item) for item in set_)
+        values.update({k: v for k, v in explicit.items() if v is not None})
+        cfg = config_from_dict(values, where=f"--resume {resume}")
+    else:
+        cfg = load_config(config, set_, **explicit)
+    run(cfg, db=db, audio_root=audio_root, resume=resume, progress=not quiet)
+
+
+def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, progress: bool) -> None:
+    from trainer.train import run_training
+
+    if cfg.data == "store":
+        if not db:
+            raise CuratorError("--data store (or --preset) needs --db URL")
+    if db:
+        from curator.audio import audio_store_for
+        from db.session import open_store
+
+        factory = open_store(db)
+        with factory() as session:
+            def loader():
+                if cfg.data == "store":
+                    from trainer.data import load_store_pairs
+
+                    return load_store_pairs(session, audio_store_for(db, audio_root), preset=cfg.preset,
+                                            policy=cfg.audit_policy)
+                from trainer.data import load_export
+
+                return load_export(cfg.data)
+
+            result = run_training(cfg, loader, resume=resume, session=session, progress=progress)
+    else:
+        from trainer.data import load_export
+
+        result = run_training(cfg, lambda: load_export(cfg.data), resume=resume, progress=progress)
+    last = result.last_metrics
+    summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "rewards/accuracies", "rewards/margins") if k in last)
+    typer.echo(f"trained {result.global_step} steps on {result.n_pairs} pairs → {result.checkpoints[-1] if result.checkpoints else cfg.out}"
+               + (f" ({summary})" if summary else ""))
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="DIR/step-K of a run (or any Tango folder, e.g. the base)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Held-out prompts, one per line."),
+    db: Optional[str] = DbOption,
+    split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),
+    scorer: List[str] = typer.Option([], "--scorer", help="[NAME=]SPEC: world-judge-a|b, a laion .pt, an HF CLAP id (repeatable)."),
+    steps: int = typer.Option(200, "--steps", help="Denoising steps (PAPER.md §5.3: 200)."),
+    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (PAPER.md §3.1: 3)."),
+    duration: float = typer.Option(10.24, "--duration", help="Seconds per clip."),
+    seed: int = typer.Option(0, "--seed"),
+    limit: int = typer.Option(0, "--limit", help="Only the first N prompts (0 = all)."),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    name: Optional[str] = typer.Option(None, "--name", help="Clip set name (default: eval:<checkpoint>)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write per-prompt scores to this JSON file."),
+    audio_root: AudioRootOpt = None,
+) -> None:
+    """Generate on held-out prompts, score with the curator's scorers, store a clip set."""
+    from trainer.evaluate import EvalSettings, evaluate, read_prompts
+
+    settings = EvalSettings(steps=steps, guidance=guidance, duration_s=duration, seed=seed, batch_size=batch_size,
+                            limit=limit)
+    if not scorer:
+        raise CuratorError("give at least one --scorer (e.g. world-judge-a or a CLAP checkpoint)")
+    if db:
+        from curator.audio import audio_store_for
+        from db.session import open_store
+
+        with open_store(db)() as session:
+            texts = read_prompts(prompts) if prompts else None
+            report = evaluate(checkpoint, scorer, settings, prompts=texts, session=session,
+                              audio_store=audio_store_for(db, audio_root), split=split, name=name)
+            session.commit()
+    else:
+        if not prompts:
+            raise CuratorError("give --prompts FILE, or --db URL for the store's held-out captions")
+        report = evaluate(checkpoint, scorer, settings, prompts=read_prompts(prompts))
+    if out:
+        report.write(out)
+    for line in report.summary_lines():
+        typer.echo(line)
+
+
+def main() -> None:
+    app()

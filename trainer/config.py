@@ -1,0 +1,226 @@
+"""The trainer's config: one typed dataclass, validated on load, saved in every checkpoint.
+
+Defaults are the Tango 2 recipe (PAPER.md §5.1). A config comes from `--config FILE` (JSON or
+TOML, a flat table of the fields below) and `--set key=value` overrides; unknown keys and
+out-of-range values are refused with a message naming them (never silently fixed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from curator.errors import CuratorError
+
+AUDIT_POLICIES = ("ignore", "drop-rejected", "human-winner", "majority")
+OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LR_SCHEDULERS = ("linear", "constant_with_warmup", "cosine", "constant")
+LATENT_MODES = ("mean", "sample")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of `trainer run`. Field comments say what each one means."""
+
+    # --- what to train, on what, where ---
+    model: str = "tiny"  # "tiny", a Tango folder (main_config.json …), a hub id, or an AudioLDM pipeline folder
+    data: str = ""  # an export folder / .parquet file, or "store" (pairs from --db with --preset)
+    out: str = ""  # run folder: DIR/step-K/ checkpoints, DIR/metrics.jsonl
+    preset: str = "paper"  # store source only: filter preset (curator.filter)
+    audit_policy: Literal["ignore", "drop-rejected", "human-winner", "majority"] = "drop-rejected"
+    max_pairs: int = 0  # 0 = all approved pairs; N = the first N (for smoke runs)
+
+    # --- Diffusion-DPO (PAPER.md §4.2) ---
+    beta: float = 2000.0  # β of Eq. 17; the loss uses β/2 (see trainer/loss.py)  # PAPER.md §5.1
+    sft_epochs: int = 1  # plain diffusion loss on (prompt, winner) first  # PAPER.md §5.1
+    dpo_epochs: int = 4  # then Diffusion-DPO  # PAPER.md §5.1
+    max_steps: int = 0  # 0 = (sft_epochs + dpo_epochs) epochs; N = stop after N optimizer steps
+    uncond_prob: float = 0.1  # conditioning dropout (zeroed text embedding), same for both halves  # PAPER.md §3.1
+    latent: Literal["mean", "sample"] = "mean"  # VAE posterior mean, or one fixed (seeded) sample per clip
+    duration_s: float = 10.24  # clips padded/trimmed to this before the mel  # PAPER.md §3.1
+
+    # --- optimisation (PAPER.md §5.1) ---
+    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = "adamw"
+    learning_rate: float = 9.6e-7  # PAPER.md §5.1
+    adam_beta1: float = 0.9  # PAPER.md §5.1
+    adam_beta2: float = 0.999  # PAPER.md §5.1
+    weight_decay: float = 0.01  # PAPER.md §5.1
+    adam_epsilon: float = 1e-8  # PAPER.md §5.1
+    lr_scheduler: Literal["linear", "constant_with_warmup", "cosine", "constant"] = "linear"  # PAPER.md §5.1
+    lr_warmup_steps: int = 200  # PAPER.md §5.1
+    max_grad_norm: float = 1.0  # 0 = no clipping
+    train_batch_size: int = 4  # pairs per device per micro-batch  # PAPER.md §5.1
+    gradient_accumulation_steps: int = 4  # PAPER.md §5.1 (4 × 4 × 2 GPUs = 32)
+
+    # --- scale ---
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+
+    # --- bookkeeping ---
+    seed: int = 0
+    checkpoint_every: int = 500  # optimizer steps between DIR/step-K/ checkpoints (and one at the end)
+    log_every: int = 10  # optimizer steps between metrics.jsonl lines
+    tensorboard: bool = False  # also log to TensorBoard under DIR/trainer/ (needs the `tensorboard` extra)
+    cache_dir: str = ""  # latent/text cache ("" = DIR/cache)
+    cache_batch_size: int = 8  # clips per VAE / texts per T5 batch while caching
+
+    def __post_init__(self) -> None:
+        errors = []
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            err = _type_error(f.name, value, hints[f.name])
+            if err:
+                errors.append(err)
+        if errors:
+            raise CuratorError("config: " + "; ".join(errors))
+
+        def need(cond: bool, name: str, what: str) -> None:
+            if not cond:
+                errors.append(f"{name}={getattr(self, name)!r} {what}")
+
+        need(self.beta > 0, "beta", "must be > 0")
+        need(self.sft_epochs >= 0, "sft_epochs", "must be >= 0")
+        need(self.dpo_epochs >= 0, "dpo_epochs", "must be >= 0")
+        need(self.sft_epochs + self.dpo_epochs > 0 or self.max_steps > 0, "dpo_epochs",
+             "and sft_epochs are both 0 (nothing to train); set one of them or max_steps")
+        need(self.max_steps >= 0, "max_steps", "must be >= 0")
+        need(0.0 <= self.uncond_prob < 1.0, "uncond_prob", "must be in [0, 1)")
+        need(0.0 < self.learning_rate < 1.0, "learning_rate", "must be in (0, 1)")
+        need(0.0 <= self.adam_beta1 < 1.0, "adam_beta1", "must be in [0, 1)")
+        need(0.0 <= self.adam_beta2 < 1.0, "adam_beta2", "must be in [0, 1)")
+        need(self.weight_decay >= 0.0, "weight_decay", "must be >= 0")
+        need(0.0 < self.adam_epsilon < 1.0, "adam_epsilon", "must be in (0, 1)")
+        need(self.lr_warmup_steps >= 0, "lr_warmup_steps", "must be >= 0")
+        need(self.max_grad_norm >= 0.0, "max_grad_norm", "must be >= 0")
+        need(self.train_batch_size >= 1, "train_batch_size", "must be >= 1")
+        need(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
+        need(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
+        need(self.log_every >= 1, "log_every", "must be >= 1")
+        need(self.max_pairs >= 0, "max_pairs", "must be >= 0")
+        need(0.0 < self.duration_s <= 60.0, "duration_s", "must be in (0, 60] seconds")
+        need(self.cache_batch_size >= 1, "cache_batch_size", "must be >= 1")
+        if errors:
+            raise CuratorError("config: " + "; ".join(errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _type_error(name: str, value: Any, hint: Any) -> str | None:
+    """None when VALUE fits HINT (int, float, bool, str or a Literal of strings), else the message."""
+    if get_origin(hint) is Literal:
+        choices = get_args(hint)
+        return None if value in choices else f"{name}={value!r} is not one of {', '.join(choices)}"
+    if hint is bool:
+        return None if isinstance(value, bool) else f"{name}={value!r} is not true/false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"{name}={value!r} is not an integer"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else f"{name}={value!r} is not a number"
+    if hint is str:
+        return None if isinstance(value, str) else f"{name}={value!r} is not a string"
+    return f"{name}: unsupported field type {hint!r}"
+
+
+def _field_types() -> dict[str, Any]:
+    return get_type_hints(TrainConfig)
+
+
+def config_from_dict(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
+    """A validated config from a mapping; unknown keys are named in the error."""
+    known = _field_types()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise CuratorError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    coerced = {}
+    for key, value in values.items():
+        if known[key] is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        coerced[key] = value
+    return TrainConfig(**coerced)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The flat mapping in a .json or .toml file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CuratorError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise CuratorError(f"config file {path}: use a .json or .toml file")
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CuratorError(f"config file {path} is not valid {path.suffix[1:]}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CuratorError(f"config file {path}: expected a table of key = value, got {type(data).__name__}")
+    return data
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """`key=value` → (key, typed value) using the field's type."""
+    if "=" not in item:
+        raise CuratorError(f"--set {item!r}: expected key=value")
+    key, raw = (s.strip() for s in item.split("=", 1))
+    types = _field_types()
+    if key not in types:
+        raise CuratorError(f"--set {key}: unknown key (known: {', '.join(types)})")
+    hint = types[key]
+    try:
+        if hint is bool:
+            low = raw.lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return key, low in ("true", "1", "yes")
+        if hint is int:
+            return key, int(raw)
+        if hint is float:
+            return key, float(raw)
+    except ValueError:
+        kind = {bool: "true/false", int: "an integer", float: "a number"}[hint]
+        raise CuratorError(f"--set {key}={raw!r}: expected {kind}") from None
+    return key, raw
+
+
+def load_config(config_file: str | Path | None = None, overrides: list[str] | None = None,
+                **explicit: Any) -> TrainConfig:
+    """File values, then `--set` overrides, then explicit CLI options (None = not given)."""
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(read_config_file(config_file))
+        where = f"config file {config_file}"
+    else:
+        where = "config"
+    for item in overrides or []:
+        key, value = parse_set(item)
+        values[key] = value
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    return config_from_dict(values, where=where)
+
+
+# Fields that may differ between a run and its resume (everything else must match).
+RESUME_MUTABLE = ("data", "max_steps", "checkpoint_every", "log_every", "tensorboard", "cache_dir",
+                  "cache_batch_size", "out", "mixed_precision", "gradient_checkpointing")
+
+
+def resume_mismatch(saved: TrainConfig, current: TrainConfig) -> list[str]:
+    """Names of the fields that make CURRENT an incompatible continuation of SAVED."""
+    return [f"{f.name} ({getattr(saved, f.name)!r} → {getattr(current, f.name)!r})"
+            for f in fields(TrainConfig)
+            if f.name not in RESUME_MUTABLE and getattr(saved, f.name) != getattr(current, f.name)]

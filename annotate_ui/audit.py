@@ -1,0 +1,376 @@
+"""The blind pair audit: queue, assignment with overlap, votes, undo, skip (issue 4, parts 3 and 5).
+
+Every function takes the caller's Session and flushes; the caller (a UI handler, the CLI, a test)
+commits. The functions never trust an identity or a path from the browser: the user is an
+`AuthUser` the server resolved from the login, assignments are checked against that user, and
+clips are named by id and resolved through the audio store.
+
+Assignment under concurrency (SQLite and PostgreSQL alike): a new assignment is an
+``INSERT ... ON CONFLICT DO NOTHING`` of (pair_id, user_id, slot) into a table where both
+(pair_id, user_id) and (pair_id, slot) are unique and slot < the item's overlap. Two raters
+racing for the last slot of a pair cannot both win: the loser's insert does nothing and it moves
+on to the next candidate, so no pair is ever over its overlap and none goes twice to one rater.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from annotate_ui.auth import AuthUser
+from curator.audio import AudioStore, Decoded
+from curator.errors import CuratorError
+from db.annotation import DEFAULT_OVERLAP, VERDICTS, AuditAssignment, AuditItem
+from db.models import AudioClip, Caption, Pair, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_NOTE_LEN = 2000
+CANDIDATES_PER_TRY = 16  # candidates fetched per round of next_assignment
+QUEUE_REASONS = ("uncertain", "random", "manual")
+VERDICT_LABELS = {"A": "A better", "B": "B better", "both_good": "both good", "both_bad": "both bad"}
+
+
+# --------------------------------------------------------------------------------------------
+# What a rater sees
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    skipped: int
+    remaining: int  # pairs of the queue this rater could still be given
+
+
+@dataclass(frozen=True)
+class AuditTask:
+    """One pair as one rater sees it. clip ids stay on the server (the UI sends audio, not ids)."""
+
+    assignment_id: int
+    caption: str  # raw text; the UI escapes it
+    clip_a: int
+    clip_b: int
+    progress: Progress
+
+
+def _task(session: Session, a: AuditAssignment, user: AuthUser) -> AuditTask:
+    row = session.execute(
+        select(Pair.winner_clip_id, Pair.loser_clip_id, Caption.text)
+        .join(Caption, Caption.id == Pair.caption_id).where(Pair.id == a.pair_id)
+    ).one()
+    clip_a, clip_b = (row[0], row[1]) if a.a_is_winner else (row[1], row[0])
+    return AuditTask(a.id, row[2], clip_a, clip_b, progress(session, user))
+
+
+def progress(session: Session, user: AuthUser) -> Progress:
+    done = session.scalar(select(func.count()).where(AuditAssignment.user_id == user.id,
+                                                     AuditAssignment.state == "done")) or 0
+    skipped = session.scalar(select(func.count()).where(AuditAssignment.user_id == user.id,
+                                                        AuditAssignment.state == "skipped")) or 0
+    pending = session.scalar(select(func.count()).where(AuditAssignment.user_id == user.id,
+                                                        AuditAssignment.state == "assigned")) or 0
+    return Progress(int(done), int(skipped), int(pending) + _open_count(session, user))
+
+
+def _open_filter(user: AuthUser):
+    """Queue items with a free slot that this user has never been given."""
+    taken = (select(func.count()).where(AuditAssignment.pair_id == AuditItem.pair_id,
+                                         AuditAssignment.slot.is_not(None)).scalar_subquery())
+    mine = exists().where(AuditAssignment.pair_id == AuditItem.pair_id, AuditAssignment.user_id == user.id)
+    return and_(~mine, taken < AuditItem.overlap)
+
+
+def _open_count(session: Session, user: AuthUser) -> int:
+    return int(session.scalar(select(func.count()).select_from(AuditItem).where(_open_filter(user))) or 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Assignment
+# --------------------------------------------------------------------------------------------
+
+
+def _insert_ignore(session: Session, values: dict) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id into audit_assignments; the id, or None on a conflict."""
+    dialect = session.get_bind().dialect.name
+    ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    stmt = ins(AuditAssignment.__table__).values(**values).on_conflict_do_nothing().returning(AuditAssignment.__table__.c.id)
+    return session.connection().execute(stmt).scalar()
+
+
+def current_assignment(session: Session, user: AuthUser) -> AuditAssignment | None:
+    """The user's open assignment served last (an undone vote comes back first)."""
+    return session.scalars(
+        select(AuditAssignment).where(AuditAssignment.user_id == user.id, AuditAssignment.state == "assigned")
+        .order_by(AuditAssignment.served_at.desc(), AuditAssignment.id.desc()).limit(1)
+    ).first()
+
+
+def next_assignment(session: Session, user: AuthUser, *, rng: random.Random | None = None) -> AuditTask | None:
+    """The pair this rater should judge now: the open one, else a new one from the queue; None when done.
+
+    The blind side (is the automatic winner A?) is drawn per assignment from RNG (default: the
+    OS's randomness) and recorded in `a_is_winner`.
+    """
+    open_one = current_assignment(session, user)
+    if open_one is not None:
+        return _task(session, open_one, user)
+    rng = rng or random.SystemRandom()
+    tried: set[int] = set()
+    while True:
+        q = (select(AuditItem.pair_id, AuditItem.overlap).where(_open_filter(user))
+             .order_by(AuditItem.priority.desc(), AuditItem.id).limit(CANDIDATES_PER_TRY + len(tried)))
+        candidates = [(p, n) for p, n in session.execute(q).all() if p not in tried]
+        if not candidates:
+            return None
+        for pair_id, overlap in candidates:
+            tried.add(pair_id)
+            used = set(session.scalars(select(AuditAssignment.slot).where(
+                AuditAssignment.pair_id == pair_id, AuditAssignment.slot.is_not(None))))
+            free = [s for s in range(overlap) if s not in used]
+            if not free:
+                continue
+            now = utcnow()
+            new_id = _insert_ignore(session, dict(pair_id=pair_id, user_id=user.id, slot=free[0],
+                                                  a_is_winner=bool(rng.getrandbits(1)), state="assigned",
+                                                  assigned_at=now, served_at=now))
+            if new_id is not None:
+                return _task(session, session.get(AuditAssignment, new_id), user)
+            # lost the race for that slot (or the pair): the next candidate
+
+
+def _own_open(session: Session, user: AuthUser, assignment_id) -> AuditAssignment:
+    try:
+        aid = int(assignment_id)
+    except (TypeError, ValueError):
+        raise CuratorError(f"assignment {str(assignment_id)[:40]!r} is not an assignment id") from None
+    a = session.get(AuditAssignment, aid, with_for_update=session.get_bind().dialect.name == "postgresql")
+    if a is None or a.user_id != user.id:
+        raise CuratorError(f"pair {aid} is not assigned to you")
+    if a.state == "done":
+        raise CuratorError("this pair already has your vote (submitted twice?); nothing was changed")
+    if a.state == "skipped":
+        raise CuratorError("you skipped this pair; nothing was changed")
+    return a
+
+
+def vote(session: Session, user: AuthUser, assignment_id, verdict: str, note: str | None = None) -> AuditAssignment:
+    """Record USER's verdict on their open assignment; refuses other users' pairs and replays."""
+    if verdict not in VERDICTS:
+        raise CuratorError(f"verdict {str(verdict)[:40]!r} is not one of {', '.join(VERDICTS)}")
+    if note is not None and not isinstance(note, str):
+        raise CuratorError("the note must be text")
+    note = (note or "").strip() or None
+    if note and len(note) > MAX_NOTE_LEN:
+        raise CuratorError(f"the note is {len(note)} characters long; at most {MAX_NOTE_LEN}")
+    a = _own_open(session, user, assignment_id)
+    # a guarded update: a concurrent replay of the same submit finds state != 'assigned' and changes nothing
+    outcome = {"A": "winner" if a.a_is_winner else "loser",
+               "B": "loser" if a.a_is_winner else "winner"}.get(verdict, verdict)
+    res = session.execute(
+        update(AuditAssignment).where(AuditAssignment.id == a.id, AuditAssignment.state == "assigned")
+        .values(state="done", verdict=verdict, outcome=outcome, note=note, completed_at=utcnow())
+        .execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        raise CuratorError("this pair already has your vote (submitted twice?); nothing was changed")
+    session.refresh(a)
+    return a
+
+
+def skip(session: Session, user: AuthUser, assignment_id, reason: str = "skipped") -> AuditAssignment:
+    """Give the pair back (its slot goes to another rater); it is never served to USER again."""
+    a = _own_open(session, user, assignment_id)
+    res = session.execute(
+        update(AuditAssignment).where(AuditAssignment.id == a.id, AuditAssignment.state == "assigned")
+        .values(state="skipped", slot=None, skip_reason=str(reason)[:200], completed_at=utcnow())
+        .execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        raise CuratorError("this pair was already skipped or voted; nothing was changed")
+    session.refresh(a)
+    return a
+
+
+def undo_last(session: Session, user: AuthUser) -> AuditTask | None:
+    """Take back USER's latest vote: the pair is open again (same blind sides) and served next.
+
+    Returns the reopened task, or None when the user has no vote to undo.
+    """
+    a = session.scalars(
+        select(AuditAssignment).where(AuditAssignment.user_id == user.id, AuditAssignment.state == "done")
+        .order_by(AuditAssignment.completed_at.desc(), AuditAssignment.id.desc()).limit(1)
+    ).first()
+    if a is None:
+        return None
+    a.state, a.verdict, a.outcome, a.note, a.completed_at = "assigned", None, None, None, None
+    a.served_at = utcnow()
+    session.flush()
+    return _task(session, a, user)
+
+
+# --------------------------------------------------------------------------------------------
+# Audio of a task (never a path from the browser)
+# --------------------------------------------------------------------------------------------
+
+
+def clip_audio(session: Session, audio_store: AudioStore, clip_id: int, side: str) -> Decoded:
+    """The decoded audio of CLIP_ID from the audio store; a missing file is one clear line naming only the side."""
+    rel = session.scalar(select(AudioClip.path).where(AudioClip.id == int(clip_id)))
+    if rel is None:
+        raise CuratorError(f"side {side}: the clip is not in the store; press Skip")
+    try:
+        return audio_store.read(rel)
+    except CuratorError as exc:
+        log.warning("audio of clip %s cannot be played: %s", clip_id, exc)
+        raise CuratorError(f"side {side}: the audio file is missing or unreadable; press Skip") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Filling the queue (admins)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_overlap(overlap: int) -> int:
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 1 <= int(overlap) <= 50:
+        raise CuratorError(f"overlap {overlap!r} must be a whole number of raters in 1..50")
+    return int(overlap)
+
+
+def enqueue(session: Session, pair_ids: Sequence[int], *, reason: str, added_by: str,
+            priorities: Sequence[float] | None = None, overlap: int = DEFAULT_OVERLAP) -> int:
+    """Put pairs in the audit queue (pairs already queued are left as they are); returns how many were added."""
+    overlap = _check_overlap(overlap)
+    if reason not in QUEUE_REASONS:
+        raise CuratorError(f"queue reason {reason!r} is not one of {', '.join(QUEUE_REASONS)}")
+    ids = [int(p) for p in pair_ids]
+    if priorities is not None and len(priorities) != len(ids):
+        raise ValueError(f"{len(priorities)} priorities for {len(ids)} pairs")
+    if not ids:
+        return 0
+    known = set()
+    queued = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        known.update(session.scalars(select(Pair.id).where(Pair.id.in_(chunk))))
+        queued.update(session.scalars(select(AuditItem.pair_id).where(AuditItem.pair_id.in_(chunk))))
+    missing = [p for p in ids if p not in known]
+    if missing:
+        raise CuratorError(f"pair {missing[0]} does not exist ({len(missing)} unknown pair id(s))")
+    added = 0
+    for k, pid in enumerate(ids):
+        if pid in queued:
+            continue
+        queued.add(pid)
+        prio = float(priorities[k]) if priorities is not None else 0.0
+        session.add(AuditItem(pair_id=pid, priority=prio, reason=reason, overlap=overlap, added_by=added_by))
+        added += 1
+    session.flush()
+    return added
+
+
+def clear_open_queue(session: Session) -> int:
+    """Remove queue items nobody has been given yet; returns how many."""
+    given = select(AuditAssignment.pair_id)
+    res = session.execute(delete(AuditItem).where(AuditItem.pair_id.not_in(given)))
+    session.flush()
+    return int(res.rowcount or 0)
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    items: int
+    slots: int  # sum of overlaps
+    votes: int
+    skipped: int
+    open_assignments: int
+    complete_pairs: int  # pairs with `overlap` votes
+
+
+def queue_status(session: Session) -> QueueStatus:
+    items = session.scalar(select(func.count()).select_from(AuditItem)) or 0
+    slots = session.scalar(select(func.coalesce(func.sum(AuditItem.overlap), 0))) or 0
+    by_state = dict(session.execute(select(AuditAssignment.state, func.count()).group_by(AuditAssignment.state)).all())
+    votes_per_pair = (select(AuditAssignment.pair_id, func.count().label("n")).where(AuditAssignment.state == "done")
+                      .group_by(AuditAssignment.pair_id).subquery())
+    complete = session.scalar(select(func.count()).select_from(AuditItem).join(
+        votes_per_pair, votes_per_pair.c.pair_id == AuditItem.pair_id).where(votes_per_pair.c.n >= AuditItem.overlap)) or 0
+    return QueueStatus(int(items), int(slots), int(by_state.get("done", 0)), int(by_state.get("skipped", 0)),
+                       int(by_state.get("assigned", 0)), int(complete))
+
+
+# --------------------------------------------------------------------------------------------
+# Results (the trainer and the threshold view read these)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VerdictCounts:
+    """Completed votes on one pair. agree: the rater preferred the automatic winner."""
+
+    agree: int = 0
+    disagree: int = 0
+    both_good: int = 0
+    both_bad: int = 0
+    skipped: int = 0
+
+    @property
+    def votes(self) -> int:
+        return self.agree + self.disagree + self.both_good + self.both_bad
+
+
+_OUTCOME_FIELD = {"winner": "agree", "loser": "disagree", "both_good": "both_good", "both_bad": "both_bad"}
+
+
+def verdict_counts(session: Session, pair_ids: Iterable[int] | None = None) -> dict[int, VerdictCounts]:
+    """Per pair: completed votes by outcome, and skips. Open (unanswered) assignments do not count."""
+    q = (select(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome, func.count())
+         .where(AuditAssignment.state.in_(("done", "skipped")))
+         .group_by(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome))
+    rows: list = []
+    if pair_ids is None:
+        rows = session.execute(q).all()
+    else:
+        ids = [int(p) for p in pair_ids]
+        for i in range(0, len(ids), 500):
+            rows.extend(session.execute(q.where(AuditAssignment.pair_id.in_(ids[i:i + 500]))).all())
+    out: dict[int, VerdictCounts] = {}
+    for pair_id, state, outcome, n in rows:
+        vc = out.setdefault(int(pair_id), VerdictCounts())
+        if state == "skipped":
+            vc.skipped += int(n)
+        else:
+            name = _OUTCOME_FIELD[outcome]
+            setattr(vc, name, getattr(vc, name) + int(n))
+    return out
+
+
+@dataclass(frozen=True)
+class VoteArrays:
+    """Completed A/B votes as numpy arrays (for the threshold view's agreement, recomputed per slider move)."""
+
+    pair_id: np.ndarray  # (V,) int64, one row per vote that preferred a side
+    agree: np.ndarray  # (V,) bool: preferred the automatic winner
+    n_both_good: int = 0
+    n_both_bad: int = 0
+    tie_pair_id: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    tie_good: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+
+
+def vote_arrays(session: Session) -> VoteArrays:
+    rows = session.execute(select(AuditAssignment.pair_id, AuditAssignment.outcome)
+                           .where(AuditAssignment.state == "done")).all()
+    side = [(p, o == "winner") for p, o in rows if o in ("winner", "loser")]
+    ties = [(p, o == "both_good") for p, o in rows if o in ("both_good", "both_bad")]
+    return VoteArrays(
+        pair_id=np.array([p for p, _ in side], dtype=np.int64),
+        agree=np.array([a for _, a in side], dtype=bool),
+        n_both_good=sum(1 for _, g in ties if g), n_both_bad=sum(1 for _, g in ties if not g),
+        tie_pair_id=np.array([p for p, _ in ties], dtype=np.int64),
+        tie_good=np.array([g for _, g in ties], dtype=bool),
+    )

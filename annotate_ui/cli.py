@@ -1,0 +1,43 @@
+"""`annotate-ui`: launch the rater app on a migrated store (issue 4, part 1)."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from curator.cli.common import AudioRootOpt, DB_DEFAULT, DbOpt, user_errors
+
+cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@cli.command()
+@user_errors
+def serve(
+    db: DbOpt = DB_DEFAULT,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
+    audio_root: AudioRootOpt = None,
+    concurrency: int = typer.Option(16, "--concurrency", min=1, max=256, help="Events handled at once per event."),
+) -> None:
+    """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
+    from sqlalchemy import func, select
+
+    from annotate_ui.app import launch, make_context
+    from curator.audio import audio_store_for
+    from curator.errors import CuratorError
+    from db.annotation import User
+    from db.session import safe_url
+
+    ctx = make_context(db, audio_store_for(db, audio_root))  # refuses an un-migrated store
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with ctx.session() as s:
+        admins = s.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True)))
+    if not admins:
+        raise CuratorError(f"store {safe_url(db)} has no active admin: run `curator users add NAME --role admin --db {safe_url(db)}`")
+    typer.echo(f"annotate-ui on http://{host}:{port} (store {safe_url(db)}, audio {ctx.audio_store.root})")
+    launch(ctx, host=host, port=port, concurrency=concurrency)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,252 @@
+"""The blind pair audit without Gradio, on SQLite and PostgreSQL (issue 4, part 3, 5 and Bad input)."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from annotate_ui import audit
+from annotate_ui.auth import AuthUser
+from curator.errors import CuratorError
+from db.annotation import AuditAssignment, AuditItem
+from db.models import AudioClip, Pair
+from db.session import open_store
+from test_ui_fixtures import make_pool, make_users
+
+
+def _vote_all(session, user, verdict="A", rng=None, limit=1000):
+    n = 0
+    while n < limit:
+        task = audit.next_assignment(session, user, rng=rng)
+        if task is None:
+            return n
+        audit.vote(session, user, task.assignment_id, verdict)
+        n += 1
+    return n
+
+
+def test_overlap_and_never_twice(session, audio_store):
+    pairs = make_pool(session, audio_store, 4)
+    users = make_users(session, n_raters=5, admins=0)
+    assert audit.enqueue(session, pairs, reason="random", added_by="t", overlap=3) == 4
+    assert audit.enqueue(session, pairs, reason="random", added_by="t", overlap=3) == 0  # already queued
+    done = [_vote_all(session, u) for u in users]
+    session.commit()
+    assert sum(done) == 4 * 3
+    assert done[:4] == [4, 4, 4, 0] or sorted(done, reverse=True)[0] == 4
+    per_pair = dict(session.execute(select(AuditAssignment.pair_id, func.count()).group_by(AuditAssignment.pair_id)).all())
+    assert per_pair == {p: 3 for p in pairs}
+    distinct = session.scalar(select(func.count()).select_from(
+        select(AuditAssignment.pair_id, AuditAssignment.user_id).distinct().subquery()))
+    assert distinct == 12
+    assert all(audit.next_assignment(session, u) is None for u in users)
+    assert audit.progress(session, users[0]) == audit.Progress(done=done[0], skipped=0, remaining=0)
+
+
+def test_open_assignment_is_resumed_not_duplicated(session, audio_store):
+    pairs = make_pool(session, audio_store, 3)
+    (u,) = make_users(session, n_raters=1, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    t1 = audit.next_assignment(session, u)
+    t2 = audit.next_assignment(session, u)
+    assert t1.assignment_id == t2.assignment_id
+    assert session.scalar(select(func.count()).select_from(AuditAssignment)) == 1
+    assert t1.progress.remaining == 3  # the open one + two never given
+
+
+def test_priority_order(session, audio_store):
+    pairs = make_pool(session, audio_store, 3)
+    (u,) = make_users(session, n_raters=1, admins=0)
+    audit.enqueue(session, pairs, reason="uncertain", added_by="t", priorities=[0.1, 0.9, 0.5])
+    order = []
+    while (task := audit.next_assignment(session, u)) is not None:
+        order.append(session.get(AuditAssignment, task.assignment_id).pair_id)
+        audit.vote(session, u, task.assignment_id, "both_good")
+    assert order == [pairs[1], pairs[2], pairs[0]]
+
+
+def test_blind_side_is_random_recorded_and_resolved(session, audio_store):
+    pairs = make_pool(session, audio_store, 40)
+    (u,) = make_users(session, n_raters=1, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    rng = random.Random(3)
+    sides = []
+    for _ in pairs:
+        task = audit.next_assignment(session, u, rng=rng)
+        a = session.get(AuditAssignment, task.assignment_id)
+        pair = session.get(Pair, a.pair_id)
+        assert (task.clip_a, task.clip_b) == ((pair.winner_clip_id, pair.loser_clip_id) if a.a_is_winner
+                                              else (pair.loser_clip_id, pair.winner_clip_id))
+        audit.vote(session, u, task.assignment_id, "A")
+        session.refresh(a)
+        assert a.verdict == "A" and a.outcome == ("winner" if a.a_is_winner else "loser")
+        sides.append(a.a_is_winner)
+    assert 5 < sum(sides) < 35  # both sides drawn (p of failing ≈ 1e-6)
+    counts = audit.verdict_counts(session)
+    assert sum(c.agree for c in counts.values()) == sum(sides)
+    assert sum(c.disagree for c in counts.values()) == len(sides) - sum(sides)
+
+
+def test_task_hides_scores_and_strategy(session, audio_store):
+    pairs = make_pool(session, audio_store, 1)
+    (u,) = make_users(session, n_raters=1, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    task = audit.next_assignment(session, u)
+    assert set(vars(task)) == {"assignment_id", "caption", "clip_a", "clip_b", "progress"}
+
+
+def test_undo_reopens_last_vote(session, audio_store):
+    pairs = make_pool(session, audio_store, 3)
+    (u,) = make_users(session, n_raters=1, admins=0)
+    assert audit.undo_last(session, u) is None
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    t1 = audit.next_assignment(session, u)
+    audit.vote(session, u, t1.assignment_id, "B", note="too loud")
+    t2 = audit.next_assignment(session, u)
+    assert t2.assignment_id != t1.assignment_id
+    back = audit.undo_last(session, u)
+    assert back.assignment_id == t1.assignment_id and back.clip_a == t1.clip_a  # same blind sides
+    a1 = session.get(AuditAssignment, t1.assignment_id)
+    assert (a1.state, a1.verdict, a1.outcome, a1.note) == ("assigned", None, None, None)
+    assert audit.next_assignment(session, u).assignment_id == t1.assignment_id  # the undone pair comes first
+    audit.vote(session, u, t1.assignment_id, "A")
+    assert audit.next_assignment(session, u).assignment_id == t2.assignment_id  # then the one left open
+    assert audit.verdict_counts(session)[a1.pair_id].votes == 1
+
+
+def test_skip_frees_the_slot_for_another_rater(session, audio_store):
+    pairs = make_pool(session, audio_store, 1)
+    u1, u2, u3 = make_users(session, n_raters=3, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t", overlap=1)
+    t = audit.next_assignment(session, u1)
+    assert audit.next_assignment(session, u2) is None  # overlap 1: taken
+    audit.skip(session, u1, t.assignment_id, "audio missing")
+    assert audit.next_assignment(session, u1) is None  # never again to u1
+    t2 = audit.next_assignment(session, u2)
+    assert t2 is not None and audit.next_assignment(session, u3) is None
+    counts = audit.verdict_counts(session)
+    assert counts[pairs[0]].skipped == 1 and counts[pairs[0]].votes == 0
+    assert audit.progress(session, u1).skipped == 1
+
+
+def test_vote_refusals_change_nothing(session, audio_store):
+    pairs = make_pool(session, audio_store, 2)
+    u1, u2 = make_users(session, n_raters=2, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    t1 = audit.next_assignment(session, u1)
+    with pytest.raises(CuratorError, match="not assigned to you"):
+        audit.vote(session, u2, t1.assignment_id, "A")  # someone else's pair
+    with pytest.raises(CuratorError, match="not assigned to you"):
+        audit.vote(session, u1, 999999, "A")
+    with pytest.raises(CuratorError, match="not an assignment id"):
+        audit.vote(session, u1, "../../etc/passwd", "A")
+    with pytest.raises(CuratorError, match="verdict"):
+        audit.vote(session, u1, t1.assignment_id, "C")
+    with pytest.raises(CuratorError, match="at most"):
+        audit.vote(session, u1, t1.assignment_id, "A", note="x" * (audit.MAX_NOTE_LEN + 1))
+    audit.vote(session, u1, t1.assignment_id, "A", note="  ok  ")
+    with pytest.raises(CuratorError, match="already has your vote"):
+        audit.vote(session, u1, t1.assignment_id, "B")  # replayed submit
+    with pytest.raises(CuratorError, match="already has your vote"):
+        audit.skip(session, u1, t1.assignment_id)
+    a = session.get(AuditAssignment, t1.assignment_id)
+    assert (a.state, a.verdict, a.note) == ("done", "A", "ok")
+    assert session.scalar(select(func.count()).where(AuditAssignment.state == "done")) == 1
+
+
+def test_missing_audio_is_one_clear_line_and_skippable(session, audio_store):
+    pairs = make_pool(session, audio_store, 1)
+    (u,) = make_users(session, n_raters=1, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    task = audit.next_assignment(session, u)
+    assert audit.clip_audio(session, audio_store, task.clip_a, "A").wave.size > 0
+    clip = session.get(AudioClip, task.clip_b)
+    audio_store.resolve(clip.path).unlink()
+    with pytest.raises(CuratorError) as err:
+        audit.clip_audio(session, audio_store, task.clip_b, "B")
+    assert "press Skip" in str(err.value) and clip.path not in str(err.value) and "\n" not in str(err.value)
+    audit.skip(session, u, task.assignment_id, "audio missing")
+    assert audit.next_assignment(session, u) is None
+
+
+@pytest.mark.parametrize("trick", ["../../../../etc/passwd", "/etc/passwd", "00/../../outside.wav"])
+def test_path_tricks_in_clip_paths_are_refused(session, audio_store, trick):
+    pairs = make_pool(session, audio_store, 1)
+    clip = session.get(AudioClip, session.get(Pair, pairs[0]).winner_clip_id)
+    clip.path = trick
+    session.flush()
+    with pytest.raises(CuratorError, match="press Skip"):
+        audit.clip_audio(session, audio_store, clip.id, "A")
+
+
+def test_enqueue_refuses_bad_input(session, audio_store):
+    pairs = make_pool(session, audio_store, 1)
+    with pytest.raises(CuratorError, match="does not exist"):
+        audit.enqueue(session, [pairs[0], 424242], reason="random", added_by="t")
+    for bad in (0, 51, 2.5, True):
+        with pytest.raises(CuratorError, match="overlap"):
+            audit.enqueue(session, pairs, reason="random", added_by="t", overlap=bad)
+    with pytest.raises(CuratorError, match="reason"):
+        audit.enqueue(session, pairs, reason="<script>", added_by="t")
+    assert session.scalar(select(func.count()).select_from(AuditItem)) == 0
+
+
+def test_concurrent_assignment_respects_overlap(store_url, audio_store):
+    """8 raters in threads, each with its own session, race for 12 pairs × overlap 3."""
+    factory = open_store(store_url)
+    with factory() as s:
+        pairs = make_pool(s, audio_store, 12, write_audio=False)
+        users = make_users(s, n_raters=8, admins=0)
+        audit.enqueue(s, pairs, reason="random", added_by="t", overlap=3)
+        s.commit()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(users))
+
+    def rater(user: AuthUser) -> None:
+        try:
+            barrier.wait()
+            while True:
+                with factory() as s:
+                    task = audit.next_assignment(s, user)
+                    s.commit()
+                    if task is None:
+                        return
+                    audit.vote(s, user, task.assignment_id, "A")
+                    s.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rater, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    with factory() as s:
+        rows = s.execute(select(AuditAssignment.pair_id, AuditAssignment.user_id, AuditAssignment.state)).all()
+    assert len(rows) == 36 and all(state == "done" for *_, state in rows)
+    assert len({(p, u) for p, u, _ in rows}) == 36
+    per_pair = {}
+    for p, *_ in rows:
+        per_pair[p] = per_pair.get(p, 0) + 1
+    assert per_pair == {p: 3 for p in pairs}
+
+
+def test_verdict_counts_filter_by_pair(session, audio_store):
+    pairs = make_pool(session, audio_store, 3)
+    users = make_users(session, n_raters=3, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    for u, verdict in zip(users, ("both_good", "both_bad", "A")):
+        _vote_all(session, u, verdict)
+    counts = audit.verdict_counts(session, [pairs[0]])
+    assert list(counts) == [pairs[0]]
+    c = counts[pairs[0]]
+    assert (c.both_good, c.both_bad, c.agree + c.disagree, c.votes) == (1, 1, 1, 3)
+    # open assignments do not count
+    (late,) = make_users(session, n_raters=1, admins=0, prefix="late")
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    assert audit.verdict_counts(session)[pairs[0]].votes == 3

@@ -1,0 +1,214 @@
+"""The launched Gradio app through its HTTP API (gradio_client, httpx): access, roles, stamping,
+replays, missing audio, escaping, presets, logout; and the load test (issue 4, Tests and Bad input)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from gradio_client import Client
+from sqlalchemy import func, select
+
+from annotate_ui import audit
+from annotate_ui.app import launch, make_context
+from annotate_ui.auth import disable_user
+from curator.filter import get_preset, thresholds_of
+from db.annotation import AuditAssignment, AuditItem, User
+from db.models import AudioClip, Pair
+from test_ui_fixtures import PASSWORD, make_pool, make_users
+
+PAPER = ("paper", 0.45, 0.60, 0.40, 0.0, 0.05, 0.35, 0.08, 0.70)
+EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(store_url, audio_store, *, n_pairs=6, n_raters=2, overlap=3, captions=None, concurrency=16):
+    ctx = make_context(store_url, audio_store)
+    with ctx.session() as s:
+        pairs = make_pool(s, audio_store, n_pairs, captions=captions)
+        users = make_users(s, n_raters=n_raters, admins=1)
+        audit.enqueue(s, pairs, reason="random", added_by="admin0", overlap=overlap)
+    port = free_port()
+    demo = launch(ctx, port=port, prevent_thread_lock=True, concurrency=concurrency)
+    try:
+        yield ctx, f"http://127.0.0.1:{port}/", pairs, users
+    finally:
+        demo.close()
+
+
+def client(url, name, password=PASSWORD) -> Client:
+    return Client(url, auth=(name, password), download_files=False, verbose=False)
+
+
+@pytest.fixture
+def app(store_url, audio_store):
+    with running_app(store_url, audio_store, captions=[EVIL]) as running:
+        yield running
+
+
+ADMIN_CALLS = [
+    ("/tuning_refresh", PAPER),
+    ("/tuning_reload", PAPER),
+    ("/tuning_load_preset", ("paper",)),
+    ("/tuning_save_preset", ("sneaky", *PAPER)),
+    ("/fill_queue", ("random", 5, 3, *PAPER)),
+]
+
+
+def test_rater_is_refused_every_admin_event(app):
+    ctx, url, pairs, users = app
+    rater = client(url, "rater0")
+    for api_name, args in ADMIN_CALLS:
+        with pytest.raises(Exception, match="admins only"):
+            rater.predict(*args, api_name=api_name)
+    with ctx.session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditItem)) == len(pairs)  # nothing filled
+        from curator.errors import CuratorError
+        with pytest.raises(CuratorError):
+            get_preset(s, "sneaky")
+    admin = client(url, "admin0")
+    total, precision, *_ = admin.predict(*PAPER, api_name="/tuning_refresh")
+    assert "candidate pairs" in total and "Kept pairs" in precision
+
+
+def test_pages_and_api_need_login(app):
+    _, url, *_ = app
+    with httpx.Client(base_url=url, timeout=20) as h:
+        assert h.get("/config").status_code == 401
+        r = h.post("/gradio_api/call/next", json={"data": []})
+        assert r.status_code in (401, 403)
+        r = h.post("/login", data={"username": "rater0", "password": "wrong-password"})
+        assert r.status_code == 400
+        assert h.get("/config").status_code == 401
+    with pytest.raises(Exception):
+        client(url, "rater0", "wrong-password")
+
+
+def test_votes_are_stamped_with_the_logged_in_user(app):
+    ctx, url, pairs, users = app
+    r0, r1 = client(url, "rater0"), client(url, "rater1")
+    out = r0.predict(api_name="/next")
+    aid, caption = out[0], out[1]
+    assert EVIL not in caption and "&lt;script&gt;" in caption  # caption escaped
+    # rater1 replays rater0's assignment id: refused, nothing recorded
+    with pytest.raises(Exception, match="not assigned to you"):
+        r1.predict(aid, "", api_name="/vote_B")
+    nxt = r0.predict(aid, "clear winner", api_name="/vote_A")
+    assert nxt[5].startswith("Recorded") and nxt[0] != aid
+    with pytest.raises(Exception, match="already has your vote"):
+        r0.predict(aid, "", api_name="/vote_B")  # replayed submit
+    with ctx.session() as s:
+        a = s.get(AuditAssignment, int(aid))
+        assert (s.get(User, a.user_id).name, a.verdict, a.note, a.state) == ("rater0", "A", "clear winner", "done")
+        assert s.scalar(select(func.count()).where(AuditAssignment.state == "done")) == 1
+    # undo through the API brings the same pair back
+    back = r0.predict(api_name="/undo")
+    assert back[0] == aid
+    with ctx.session() as s:
+        assert s.get(AuditAssignment, int(aid)).state == "assigned"
+
+
+def test_missing_audio_shows_a_message_and_skip_works(app):
+    ctx, url, pairs, users = app
+    r0 = client(url, "rater0")
+    first = r0.predict(api_name="/next")
+    with ctx.session() as s:
+        pair = s.get(Pair, s.get(AuditAssignment, int(first[0])).pair_id)
+        clip = s.get(AudioClip, pair.loser_clip_id)
+        ctx.audio_store.resolve(clip.path).unlink()
+        rel = clip.path
+    again = r0.predict(api_name="/next")  # same open assignment, now with a missing file
+    assert again[0] == first[0]
+    assert "missing or unreadable; press Skip" in again[5] and rel not in again[5]
+    assert (again[2] is None) != (again[3] is None)  # the other side still plays
+    after = r0.predict(first[0], api_name="/skip")
+    assert after[0] != first[0] and after[5].startswith("Skipped")
+    with ctx.session() as s:
+        assert s.get(AuditAssignment, int(first[0])).state == "skipped"
+
+
+def test_disabled_user_is_refused_and_logout_works(app):
+    ctx, url, *_ = app
+    with httpx.Client(base_url=url, timeout=20, follow_redirects=False) as h:
+        assert h.post("/login", data={"username": "rater1", "password": PASSWORD}).status_code == 200
+        assert h.get("/config").status_code == 200
+        assert h.get("/logout").status_code == 302
+        assert h.get("/config").status_code == 401
+    r1 = client(url, "rater1")
+    r1.predict(api_name="/next")
+    with ctx.session() as s:
+        disable_user(s, "rater1")
+    with pytest.raises(Exception, match="disabled"):
+        r1.predict(api_name="/next")
+
+
+def test_admin_saves_a_preset_and_fills_the_queue(app):
+    ctx, url, pairs, _ = app
+    admin = client(url, "admin0")
+    admin.predict("loose", "paper", 0.2, 0.3, 0.0, 0.0, 0.0, 0.5, 0.0, 0.9, api_name="/tuning_save_preset")
+    with ctx.session() as s:
+        th = thresholds_of(get_preset(s, "loose"))
+        assert (th.alpha1, th.alpha2, th.delta2_max) == (0.2, 0.3, 0.9)
+    with pytest.raises(Exception, match="empty"):
+        admin.predict("bad", "paper", 0.2, 0.3, 0.0, 0.0, 0.6, 0.5, 0.0, 0.9, api_name="/tuning_save_preset")
+    with pytest.raises(Exception, match="not in the list of choices|does not exist"):
+        admin.predict("../../etc/passwd", *PAPER[1:], api_name="/tuning_refresh")
+    msg = admin.predict("uncertain", 3, 2, *PAPER, api_name="/fill_queue")
+    assert "Added **0**" in msg  # every pair of the pool is queued already
+    with pytest.raises(Exception, match="not in the list of choices"):
+        admin.predict("<b>all</b>", 3, 2, *PAPER, api_name="/fill_queue")
+
+
+def _load(store_url, audio_store, n_raters, votes_each, overlap):
+    n_pairs = 2 * -(-n_raters * votes_each // overlap)  # slack: a rater cannot take the last slots of pairs it had
+    with running_app(store_url, audio_store, n_pairs=n_pairs, n_raters=n_raters, overlap=overlap) as (ctx, url, pairs, users):
+        errors: list[BaseException] = []
+        cast: dict[str, list[str]] = {}
+        clients = {f"rater{i}": client(url, f"rater{i}") for i in range(n_raters)}
+
+        def rater(name: str) -> None:
+            try:
+                c, mine = clients[name], []
+                out = c.predict(api_name="/next")
+                for k in range(votes_each):
+                    assert out[0], f"{name} ran out of pairs after {k} votes"
+                    mine.append(out[0])
+                    out = c.predict(out[0], "", api_name=("/vote_A", "/vote_B", "/vote_both_good", "/vote_both_bad")[k % 4])
+                cast[name] = mine
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=rater, args=(n,)) for n in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        assert not errors, errors[:3]
+        with ctx.session() as s:
+            rows = s.execute(select(AuditAssignment.id, AuditAssignment.pair_id, AuditAssignment.user_id,
+                                    AuditAssignment.state)).all()
+            names = dict(s.execute(select(User.id, User.name)).all())
+        done = [r for r in rows if r.state == "done"]
+        assert len(done) == n_raters * votes_each  # no vote lost
+        assert sorted(str(r.id) for r in done) == sorted(a for v in cast.values() for a in v)  # none duplicated
+        assert all(names[r.user_id] == name for name, ids in cast.items() for r in done if str(r.id) in ids)
+        assert len({(r.pair_id, r.user_id) for r in rows}) == len(rows)  # never twice to one rater
+        per_pair: dict[int, int] = {}
+        for r in rows:
+            per_pair[r.pair_id] = per_pair.get(r.pair_id, 0) + 1
+        assert max(per_pair.values()) <= overlap  # no pair over its overlap
+
+
+@pytest.mark.slow
+def test_load_20_raters_in_parallel(store_url, audio_store):
+    """20 raters × 15 votes through the HTTP API (the 200-vote run is benchmarks/bench_ui.py: 2 CPU cores in CI)."""
+    _load(store_url, audio_store, n_raters=20, votes_each=15, overlap=3)

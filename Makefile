@@ -18,8 +18,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# Build the demo store on the miniature world, then serve the rater app on it.
 demo: $(STAMP)
-	$(BIN)/curator demo --db sqlite:///demo.db
+	$(BIN)/curator demo --db sqlite:///demo.db --accounts
+	$(BIN)/annotate-ui --db sqlite:///demo.db --host 127.0.0.1 --port 7860
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)

@@ -118,6 +118,29 @@ def _table_counts(session) -> dict[str, int]:
     return out
 
 
+DEMO_ACCOUNTS = (("admin", "admin"), ("rater", "rater"))
+
+
+def ensure_demo_accounts(session) -> dict[str, str]:
+    """Create the demo's `admin` and `rater` accounts if the store has no users yet.
+
+    Returns {name: password} for the accounts created now (random passwords, to be printed once;
+    the store keeps only their argon2 hashes). A store that already has users is left alone.
+    """
+    import secrets
+
+    from annotate_ui.auth import add_user
+    from db.annotation import User
+
+    if session.scalar(select(func.count()).select_from(User)):
+        return {}
+    created = {}
+    for name, role in DEMO_ACCOUNTS:
+        created[name] = secrets.token_urlsafe(9)
+        add_user(session, name, role, created[name])
+    return created
+
+
 def next_steps(db_url: str) -> str:
     from db.session import safe_url
 

@@ -29,3 +29,18 @@ def test_demo_end_to_end_and_stable(empty_store_url, tmp_path):
 def test_demo_refuses_tiny_n(tmp_path):
     res = CliRunner().invoke(app, ["demo", "--db", f"sqlite:///{tmp_path / 'd.db'}", "--captions", "1"])
     assert res.exit_code == 2 and "at least 2 captions" in res.output
+
+
+def test_demo_accounts_are_created_once_and_log_in(sqlite_store_url):
+    from annotate_ui.auth import verify_login
+    from curator.demo import ensure_demo_accounts
+    from db.session import session_scope
+
+    with session_scope(sqlite_store_url) as s:
+        created = ensure_demo_accounts(s)
+    assert set(created) == {"admin", "rater"}
+    with session_scope(sqlite_store_url) as s:
+        assert verify_login(s, "admin", created["admin"]).role == "admin"
+        assert verify_login(s, "rater", created["rater"]).role == "rater"
+        assert verify_login(s, "rater", created["admin"]) is None
+        assert ensure_demo_accounts(s) == {}  # a store with users is left alone

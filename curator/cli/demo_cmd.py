@@ -12,7 +12,9 @@ def demo(db: DbOpt = DB_DEFAULT,
          captions: int = typer.Option(DEFAULT_CAPTIONS, "--captions", help="Number of world captions."),
          seed: int = typer.Option(0, "--seed", help="Seed: the same seed and N give the same store counts."),
          duration: float = typer.Option(10.24, "--duration", help="Clip length in seconds (Tango: 10.24)."),
-         audio_root: AudioRootOpt = None) -> None:
+         audio_root: AudioRootOpt = None,
+         accounts: bool = typer.Option(False, "--accounts", help="Also create the demo accounts admin and rater "
+                                       "(random passwords, printed once) if the store has no users.")) -> None:
     """Build a demo store offline: world captions → T1/T2 → perturbations → all four strategies →
     both world judges → pairs → the default preset. Resumable: rerunning adds nothing."""
     from curator.demo import next_steps, run_demo
@@ -21,6 +23,16 @@ def demo(db: DbOpt = DB_DEFAULT,
                       echo=lambda s: typer.echo(s, err=True))
     typer.echo("store: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if not k.startswith("kept_")))
     typer.echo(result.summary)
+    if accounts:
+        from curator.demo import ensure_demo_accounts
+        from db.session import session_scope
+
+        with session_scope(db) as session:
+            created = ensure_demo_accounts(session)
+        for name, password in created.items():
+            typer.echo(f"account {name}: password {password}   (shown once; only its hash is stored)")
+        if not created:
+            typer.echo("accounts: the store already has users; none created")
     typer.echo(next_steps(db))
 
 

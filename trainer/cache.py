@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -32,6 +30,7 @@ from tqdm.auto import tqdm
 
 from curator.audio import decode_audio
 from curator.errors import CuratorError
+from curator.models.tango import atomic_torch_save
 
 from trainer.data import PairSet
 
@@ -57,18 +56,6 @@ def text_fingerprint(tango) -> str:
     h.update(json.dumps(tango.tokenizer.get_vocab(), sort_keys=True).encode())
     _hash_module(h, tango.text_encoder)
     return h.hexdigest()[:16]
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load(path: Path):
@@ -130,7 +117,7 @@ class FeatureCache:
                 z = torch.cat([mel_to_latent(self.tango, mel[i:i + 1], sample=True, generator=_sha_generator(sha))
                                for i, (sha, _) in enumerate(batch)])
             for (sha, _), zi in zip(batch, z.float().cpu()):
-                _atomic_save(zi.clone(), self.latent_path(sha))
+                atomic_torch_save(zi.clone(), self.latent_path(sha))
             done += len(batch)
             bar.update(len(batch))
             batch.clear()
@@ -170,7 +157,7 @@ class FeatureCache:
             hidden, mask = encode_text(self.tango, chunk)  # (B, L, D), (B, L)
             for text, h, m in zip(chunk, hidden.float().cpu(), mask.cpu()):
                 n = int(m.sum())
-                _atomic_save({"hidden": h[:n].clone(), "length": n}, self.text_path(text))
+                atomic_torch_save({"hidden": h[:n].clone(), "length": n}, self.text_path(text))
         return len(todo)
 
     def texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -788,7 +788,10 @@ def _load_scheduler(folder: Path, scheduler_name: str):
 # --------------------------------------------------------------------------- saving
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file beside PATH, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -818,15 +821,15 @@ def _write_layout(tango: Tango, folder: Path) -> None:
     _atomic_json({k: v for k, v in dict(tango.unet.config).items() if not k.startswith("_")}, folder / UNET_CONFIG)
     state = {f"unet.{k}": v for k, v in tango.unet.state_dict().items()}
     state.update({f"text_encoder.{k}": v for k, v in tango.text_encoder.state_dict().items()})
-    _atomic_torch_save(_contiguous_cpu(state), folder / MAIN_WEIGHTS)
+    atomic_torch_save(_contiguous_cpu(state), folder / MAIN_WEIGHTS)
     _atomic_json(vae_config_of(tango.vae), folder / VAE_CONFIG)
     original = diffusers_vae_to_original(tango.vae.state_dict(), tango.vocoder.state_dict(), n_levels)
-    _atomic_torch_save(_contiguous_cpu(original), folder / VAE_WEIGHTS)
+    atomic_torch_save(_contiguous_cpu(original), folder / VAE_WEIGHTS)
     _atomic_json(vocoder_config_of(tango.vocoder), folder / VOCODER_CONFIG)
     _atomic_json(asdict(tango.stft), folder / STFT_CONFIG)
     buffers = dict(tango.stft_buffers) or stft_buffers(tango.stft)
     buffers["mel_basis"] = tango.mel_basis
-    _atomic_torch_save(_contiguous_cpu(buffers), folder / STFT_WEIGHTS)
+    atomic_torch_save(_contiguous_cpu(buffers), folder / STFT_WEIGHTS)
     text_dir = folder / TEXT_ENCODER_DIR
     text_dir.mkdir(exist_ok=True)
     tango.text_encoder.config.save_pretrained(text_dir)

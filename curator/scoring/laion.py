@@ -365,20 +365,11 @@ def save_laion_checkpoint(model, path: str | Path, *, epoch: int = 1) -> Path:
     """Write a `ClapModel` as laion's DDP trainer does: {"epoch", "state_dict": {"module.<laion key>"}}.
 
     Atomic (temporary file, then rename). Used to build tiny checkpoints in the real format."""
-    import os
-    import tempfile
+    from curator.models.tango import atomic_torch_save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = hf_to_laion({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     state.update(laion_extras(model))
     payload = {"epoch": epoch, "state_dict": {f"module.{k}": v for k, v in state.items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(payload, path)
     return path

@@ -199,16 +199,21 @@ def list_clip_sets(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-def get_clip_set(session: Session, ref: ClipSet | int | str) -> ClipSet:
-    if isinstance(ref, ClipSet):
+def _by_id_or_name(session: Session, model, ref, what: str):
+    """A row of MODEL given as the row itself, its id, or its unique name; one line if missing."""
+    if isinstance(ref, model):
         return ref
     if isinstance(ref, int) and not isinstance(ref, bool):
-        cs = session.get(ClipSet, ref)
+        row = session.get(model, ref)
     else:
-        cs = session.scalar(select(ClipSet).where(ClipSet.name == str(ref)))
-    if cs is None:
-        raise CuratorError(f"clip set {ref!r} does not exist")
-    return cs
+        row = session.scalar(select(model).where(model.name == str(ref)))
+    if row is None:
+        raise CuratorError(f"{what} {ref!r} does not exist")
+    return row
+
+
+def get_clip_set(session: Session, ref: ClipSet | int | str) -> ClipSet:
+    return _by_id_or_name(session, ClipSet, ref, "clip set")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,15 +340,7 @@ def create_listening_session(
 
 
 def get_session(session: Session, ref: ListeningSession | int | str) -> ListeningSession:
-    if isinstance(ref, ListeningSession):
-        return ref
-    if isinstance(ref, int) and not isinstance(ref, bool):
-        ls = session.get(ListeningSession, ref)
-    else:
-        ls = session.scalar(select(ListeningSession).where(ListeningSession.name == str(ref)))
-    if ls is None:
-        raise CuratorError(f"listening session {ref!r} does not exist")
-    return ls
+    return _by_id_or_name(session, ListeningSession, ref, "listening session")
 
 
 def list_sessions(session: Session, *, open_only: bool = False) -> list[dict[str, Any]]:

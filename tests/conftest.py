@@ -108,3 +108,14 @@ def audio_store(tmp_path):
     from curator.audio import AudioStore
 
     return AudioStore(tmp_path / "audio")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (and do not fight other tests for the cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,15 +20,7 @@ from db.models import AudioClip, Caption, Perturbation, PerturbationRequest, Sel
 DUR = 0.2  # seconds per clip: keeps the tiny model fast
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other tests for the cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

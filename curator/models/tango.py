@@ -384,27 +384,27 @@ def _is_attn_proj_weight(original_key: str) -> bool:
     return bool(re.fullmatch(r"(encoder|decoder)\.mid\.attn_1\.(q|k|v|proj_out)\.weight", original_key))
 
 
-def vocoder_key_to_diffusers(key: str) -> str:
-    """AudioLDM HiFi-GAN key (without the `vocoder.` prefix) → SpeechT5HifiGan key."""
-    m = re.fullmatch(r"ups\.(\d+)\.(weight|bias)", key)
+_VOCODER_SAME = re.compile(r"(conv_pre|conv_post)\.(weight|bias)|resblocks\.\d+\.convs[12]\.\d+\.(weight|bias)")
+
+
+def _rename_vocoder_key(key: str, upsampler_from: str, upsampler_to: str) -> str:
+    """HiFi-GAN keys differ only in the upsampler's name (`ups` vs `upsampler`); the rest is kept."""
+    m = re.fullmatch(rf"{upsampler_from}\.(\d+)\.(weight|bias)", key)
     if m:
-        return f"upsampler.{m[1]}.{m[2]}"
-    if re.fullmatch(r"(conv_pre|conv_post)\.(weight|bias)", key) or re.fullmatch(
-        r"resblocks\.\d+\.convs[12]\.\d+\.(weight|bias)", key
-    ):
+        return f"{upsampler_to}.{m[1]}.{m[2]}"
+    if _VOCODER_SAME.fullmatch(key):
         return key
     raise KeyError(key)
+
+
+def vocoder_key_to_diffusers(key: str) -> str:
+    """AudioLDM HiFi-GAN key (without the `vocoder.` prefix) → SpeechT5HifiGan key."""
+    return _rename_vocoder_key(key, "ups", "upsampler")
 
 
 def vocoder_key_to_original(key: str) -> str:
-    m = re.fullmatch(r"upsampler\.(\d+)\.(weight|bias)", key)
-    if m:
-        return f"ups.{m[1]}.{m[2]}"
-    if re.fullmatch(r"(conv_pre|conv_post)\.(weight|bias)", key) or re.fullmatch(
-        r"resblocks\.\d+\.convs[12]\.\d+\.(weight|bias)", key
-    ):
-        return key
-    raise KeyError(key)
+    """SpeechT5HifiGan key → AudioLDM HiFi-GAN key (without the `vocoder.` prefix)."""
+    return _rename_vocoder_key(key, "upsampler", "ups")
 
 
 def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -8,8 +8,9 @@ clips are named by id and resolved through the audio store.
 Assignment under concurrency (SQLite and PostgreSQL alike): a new assignment is an
 ``INSERT ... ON CONFLICT DO NOTHING`` of (pair_id, user_id, slot) into a table where both
 (pair_id, user_id) and (pair_id, slot) are unique and slot < the item's overlap. Two raters
-racing for the last slot of a pair cannot both win: the loser's insert does nothing and it moves
-on to the next candidate, so no pair is ever over its overlap and none goes twice to one rater.
+racing for the same slot cannot both win: the loser's insert does nothing, it re-reads the
+pair's slots and takes the next free one (or moves on when none is left), so no pair is ever over
+its overlap, none goes twice to one rater, and no free slot is given up because of a lost race.
 """
 
 from __future__ import annotations
@@ -132,18 +133,35 @@ def next_assignment(session: Session, user: AuthUser, *, rng: random.Random | No
             return None
         for pair_id, overlap in candidates:
             tried.add(pair_id)
-            used = set(session.scalars(select(AuditAssignment.slot).where(
-                AuditAssignment.pair_id == pair_id, AuditAssignment.slot.is_not(None))))
-            free = [s for s in range(overlap) if s not in used]
-            if not free:
-                continue
-            now = utcnow()
-            new_id = _insert_ignore(session, dict(pair_id=pair_id, user_id=user.id, slot=free[0],
-                                                  a_is_winner=bool(rng.getrandbits(1)), state="assigned",
-                                                  assigned_at=now, served_at=now))
-            if new_id is not None:
-                return _task(session, session.get(AuditAssignment, new_id), user)
-            # lost the race for that slot (or the pair): the next candidate
+            task = _claim(session, user, pair_id, overlap, rng)
+            if task is not None:
+                return task
+
+
+def _claim(session: Session, user: AuthUser, pair_id: int, overlap: int, rng: random.Random) -> AuditTask | None:
+    """Take a free slot of PAIR_ID for USER; None when the pair is full or already this user's.
+
+    A lost race (another rater inserted the slot we read as free) re-reads the slots and tries
+    the next free one: after the conflicting insert commits, a new statement sees it (PostgreSQL
+    waits on the uncommitted conflicting row; SQLite's writer holds the lock). Each round either
+    wins or sees one more slot taken, so at most `overlap` + 1 rounds run.
+    """
+    for _ in range(overlap + 1):
+        rows = session.execute(select(AuditAssignment.slot, AuditAssignment.user_id)
+                               .where(AuditAssignment.pair_id == pair_id)).all()
+        if any(uid == user.id for _, uid in rows):
+            return None
+        used = {slot for slot, _ in rows if slot is not None}
+        free = [s for s in range(overlap) if s not in used]
+        if not free:
+            return None
+        now = utcnow()
+        new_id = _insert_ignore(session, dict(pair_id=pair_id, user_id=user.id, slot=free[0],
+                                              a_is_winner=bool(rng.getrandbits(1)), state="assigned",
+                                              assigned_at=now, served_at=now))
+        if new_id is not None:
+            return _task(session, session.get(AuditAssignment, new_id), user)
+    return None
 
 
 def _own_open(session: Session, user: AuthUser, assignment_id) -> AuditAssignment:

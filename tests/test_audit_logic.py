@@ -236,6 +236,39 @@ def test_concurrent_assignment_respects_overlap(store_url, audio_store):
     assert per_pair == {p: 3 for p in pairs}
 
 
+def test_lost_race_takes_the_next_free_slot(store_url, audio_store, monkeypatch):
+    """A rater who reads slot 0 as free but loses it to another rater still gets slot 1.
+
+    (The CI failure this guards: a lost race used to give up the whole pair, so with 8 raters a
+    pair could end below its overlap while every rater believed the queue was empty.)
+    """
+    factory = open_store(store_url)
+    with factory() as s:
+        pairs = make_pool(s, audio_store, 1, write_audio=False)
+        me, rival = make_users(s, n_raters=2, admins=0)
+        audit.enqueue(s, pairs, reason="random", added_by="t", overlap=2)
+        s.commit()
+    real_insert = audit._insert_ignore
+    raced = []
+
+    def insert_after_rival(session, values):
+        if not raced:  # the rival commits slot 0 between our read and our insert
+            raced.append(True)
+            with factory() as other:
+                assert audit.next_assignment(other, rival) is not None
+                other.commit()
+        return real_insert(session, values)
+
+    monkeypatch.setattr(audit, "_insert_ignore", insert_after_rival)
+    with factory() as s:
+        task = audit.next_assignment(s, me)
+        s.commit()
+    assert raced and task is not None
+    with factory() as s:
+        rows = sorted(s.execute(select(AuditAssignment.user_id, AuditAssignment.slot)).all(), key=lambda r: r[1])
+    assert rows == [(rival.id, 0), (me.id, 1)]
+
+
 def test_verdict_counts_filter_by_pair(session, audio_store):
     pairs = make_pool(session, audio_store, 3)
     users = make_users(session, n_raters=3, admins=0)

@@ -60,6 +60,9 @@ class TrainConfig:
     # --- scale ---
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     gradient_checkpointing: bool = False
+    # the frozen reference's MSE of every DPO micro-batch computed in one pass before the loop
+    # (trainer/reference.py, like TRL's precompute_ref_log_probs); false = a live reference pass per step
+    precompute_reference: bool = True
 
     # --- bookkeeping ---
     seed: int = 0
@@ -216,7 +219,7 @@ def load_config(config_file: str | Path | None = None, overrides: list[str] | No
 
 # Fields that may differ between a run and its resume (everything else must match).
 RESUME_MUTABLE = ("data", "max_steps", "checkpoint_every", "log_every", "tensorboard", "cache_dir",
-                  "cache_batch_size", "out", "mixed_precision", "gradient_checkpointing")
+                  "cache_batch_size", "out", "mixed_precision", "gradient_checkpointing", "precompute_reference")
 
 
 def resume_mismatch(saved: TrainConfig, current: TrainConfig) -> list[str]:

@@ -1,7 +1,9 @@
 """`trainer run`: Diffusion-DPO fine-tuning of the Tango UNet on approved pairs (PAPER.md §4.2, §5.1).
 
 Reads top to bottom: 1. setup · 2. model and frozen reference · 3. data → cached latents ·
-4. optimizer and schedule · 5. resume · 6. the loop · 7. the last checkpoint.
+4. optimizer and schedule · 4b. the reference pre-pass (trainer/reference.py: the reference's
+terms of every DPO micro-batch computed once, then the reference leaves memory; off with
+`precompute_reference=false`) · 5. resume · 6. the loop · 7. the last checkpoint.
 
 Schedule. An *epoch* is ceil(N / global batch) optimizer steps, global batch = per-device batch
 × accumulation × processes. The first `sft_epochs` epochs train the plain diffusion loss on
@@ -188,21 +190,51 @@ def make_batch(feats: Features, idx: torch.Tensor, gen: torch.Generator, *, num_
     return StepBatch(*(t.to(device) for t in (chosen, rejected, hidden, mask, timesteps, noise)))
 
 
-def dpo_forward(unet, ref_unet, scheduler, batch: StepBatch, beta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Winner and loser in ONE policy pass and ONE reference pass, sharing timestep and noise."""
-    latents = torch.cat([batch.chosen, batch.rejected])  # (2B, 8, t, 16)
+def unet_inputs(unet, hidden: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+    """The conditioning keyword arguments of a UNet call: Tango's cross-attention on the T5 states."""
+    return {"encoder_hidden_states": hidden, "encoder_attention_mask": mask}
+
+
+@dataclass
+class PairInputs:
+    """A micro-batch of pairs as one 2B batch: [winners; losers], sharing timestep and noise."""
+
+    noisy: torch.Tensor  # (2B, C, t, f)
+    timesteps: torch.Tensor  # (2B,)
+    target: torch.Tensor  # (2B, C, t, f): noise or v, per the scheduler's prediction type
+    hidden: torch.Tensor
+    mask: torch.Tensor
+
+
+def pair_inputs(scheduler, batch: StepBatch) -> PairInputs:
+    latents = torch.cat([batch.chosen, batch.rejected])
     noise = torch.cat([batch.noise, batch.noise])  # same noise for both halves of a pair
     t = torch.cat([batch.timesteps, batch.timesteps])  # same timestep
-    hidden = torch.cat([batch.hidden, batch.hidden])  # (2B, L, D)
-    mask = torch.cat([batch.mask, batch.mask])
-    noisy = scheduler.add_noise(latents, noise, t)
-    target = diffusion_target(scheduler, latents, noise, t)
-    with torch.no_grad():  # the reference first: its activations are gone before the policy's are kept
-        ref_pred = ref_unet(noisy, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample
-        ref_mse = per_sample_mse(ref_pred, target)  # (2B,)
-        del ref_pred
-    pred = unet(noisy, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample
-    model_mse = per_sample_mse(pred, target)  # (2B,)
+    return PairInputs(scheduler.add_noise(latents, noise, t), t, diffusion_target(scheduler, latents, noise, t),
+                      torch.cat([batch.hidden, batch.hidden]), torch.cat([batch.mask, batch.mask]))
+
+
+def pair_mse(unet, x: PairInputs) -> torch.Tensor:
+    """Per-sample MSE (2B,) of UNET's prediction on a doubled pair batch."""
+    pred = unet(x.noisy, x.timesteps, **unet_inputs(unet, x.hidden, x.mask)).sample
+    return per_sample_mse(pred, x.target)
+
+
+@torch.no_grad()
+def reference_mse(ref_unet, scheduler, batch: StepBatch) -> torch.Tensor:
+    """The frozen reference's per-sample MSE (2B,) on BATCH: what the DPO loss compares against."""
+    return pair_mse(ref_unet, pair_inputs(scheduler, batch))
+
+
+def dpo_forward(unet, ref_unet, scheduler, batch: StepBatch, beta: float,
+                ref_mse: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Winner and loser in ONE policy pass (and ONE reference pass unless REF_MSE, the reference
+    terms precomputed for this very batch, is given), sharing timestep and noise."""
+    x = pair_inputs(scheduler, batch)
+    if ref_mse is None:  # the reference first: its activations are gone before the policy's are kept
+        with torch.no_grad():
+            ref_mse = pair_mse(ref_unet, x)
+    model_mse = pair_mse(unet, x)  # (2B,)
     terms = dpo_loss(model_mse, ref_mse, beta)
     mw, ml = model_mse.detach().chunk(2)
     rw, rl = ref_mse.chunk(2)
@@ -218,7 +250,7 @@ def sft_forward(unet, scheduler, batch: StepBatch) -> tuple[torch.Tensor, dict[s
     latents, noise, t = batch.chosen, batch.noise, batch.timesteps
     noisy = scheduler.add_noise(latents, noise, t)
     target = diffusion_target(scheduler, latents, noise, t)
-    pred = unet(noisy, t, encoder_hidden_states=batch.hidden, encoder_attention_mask=batch.mask).sample
+    pred = unet(noisy, t, **unet_inputs(unet, batch.hidden, batch.mask)).sample
     mse = per_sample_mse(pred, target)
     loss = sft_loss(mse)
     return loss, {"loss": loss.detach(), "mse/model_chosen": mse.detach().mean()}
@@ -340,6 +372,36 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
     unet, optimizer = accelerator.prepare(unet, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
     ref_unet.to(device)
+    num_timesteps = scheduler.config.num_train_timesteps
+    accum = cfg.gradient_accumulation_steps
+
+    def batch_of(micro: int) -> StepBatch:
+        return make_batch(feats, sampler.indices(micro), micro_generator(cfg.seed, micro, accelerator.process_index),
+                          num_timesteps=num_timesteps, uncond_prob=cfg.uncond_prob, device=device)
+
+    # 4b. The reference terms of every DPO micro-batch, once, before the loop (trainer/reference.py);
+    # the reference UNet then leaves memory
+    ref_table = None
+    dpo_first = sched.sft_steps * accum
+    dpo_count = max(sched.total_steps - sched.sft_steps, 0) * accum
+    if cfg.precompute_reference and dpo_count:
+        from trainer.reference import ReferenceTable, reference_key
+
+        key = reference_key(ref_unet, scheduler, parts={
+            "source_hash": pairs.source_hash, "n_pairs": len(feats), "latents": cache.latent_dir.name,
+            "texts": cache.text_dir.name, "seed": cfg.seed, "batch": cfg.train_batch_size, "accum": accum,
+            "world": accelerator.num_processes, "rank": accelerator.process_index, "uncond_prob": cfg.uncond_prob,
+            "mixed_precision": cfg.mixed_precision, "device": device.type})
+        ref_table = ReferenceTable(cache.root / "reference" / key, dpo_first, dpo_count)
+
+        def ref_of(micro: int) -> torch.Tensor:
+            with accelerator.autocast():
+                return reference_mse(ref_unet, scheduler, batch_of(micro))
+
+        ref_table.fill(ref_of, progress=progress and main)
+        ref_unet = None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def save_hook(models, weights, output_dir):  # UNet weights live in the Tango files, not twice
         while weights:
@@ -413,8 +475,6 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
         return final
 
     # 6. The loop: accumulate over micro-batches, clip, step; log every log_every steps
-    num_timesteps = scheduler.config.num_train_timesteps
-    accum = cfg.gradient_accumulation_steps
     params = [p for p in unet.parameters() if p.requires_grad]
     window: dict[str, list[torch.Tensor]] = {}
     window_samples, window_start = 0, time.perf_counter()
@@ -427,13 +487,13 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
             step_metrics: dict[str, torch.Tensor] = {}
             for k in range(accum):
                 micro = global_step * accum + k
-                batch = make_batch(feats, sampler.indices(micro), micro_generator(cfg.seed, micro, accelerator.process_index),
-                                   num_timesteps=num_timesteps, uncond_prob=cfg.uncond_prob, device=device)
+                batch = batch_of(micro)
                 sync = k == accum - 1
                 ctx = accelerator.no_sync(unet) if not sync else contextlib.nullcontext()
                 with ctx, accelerator.autocast():
                     if phase == "dpo":
-                        loss, metrics = dpo_forward(unet, ref_unet, scheduler, batch, cfg.beta)
+                        ref_mse = ref_table[micro].to(device) if ref_table is not None else None
+                        loss, metrics = dpo_forward(unet, ref_unet, scheduler, batch, cfg.beta, ref_mse)
                     else:
                         loss, metrics = sft_forward(unet, scheduler, batch)
                     accelerator.backward(loss / accum)
@@ -530,14 +590,8 @@ def pair_terms(unet, ref_unet, scheduler, feats: Features, *, beta: float, seed:
         idx = torch.arange(start, min(start + batch_size, len(feats)))
         batch = make_batch(feats, idx, gen, num_timesteps=scheduler.config.num_train_timesteps, uncond_prob=0.0,
                            device=device)
-        latents = torch.cat([batch.chosen, batch.rejected])
-        noise = torch.cat([batch.noise, batch.noise])
-        t = torch.cat([batch.timesteps, batch.timesteps])
-        noisy = scheduler.add_noise(latents, noise, t)
-        target = diffusion_target(scheduler, latents, noise, t)
-        hidden, mask = torch.cat([batch.hidden] * 2), torch.cat([batch.mask] * 2)
-        mm = per_sample_mse(unet(noisy, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample, target)
-        rm = per_sample_mse(ref_unet(noisy, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample, target)
+        x = pair_inputs(scheduler, batch)
+        mm, rm = pair_mse(unet, x), pair_mse(ref_unet, x)
         terms = dpo_loss(mm, rm, beta)
         inside.append(terms.inside)
         losses.append(-torch.nn.functional.logsigmoid(terms.inside))

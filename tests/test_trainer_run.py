@@ -186,7 +186,7 @@ def test_cli_two_steps_then_curator_generate(tmp_path):
     assert "4 generated" in res.output
 
 
-@pytest.mark.parametrize("case", ["unknown-key", "out-of-range", "corrupt-audio", "missing-audio", "audioldm-model",
+@pytest.mark.parametrize("case", ["unknown-key", "out-of-range", "corrupt-audio", "missing-audio", "audioldm2-model",
                                   "not-a-checkpoint", "adamw8bit", "wrong-architecture"])
 def test_bad_input_is_one_line(case, base, tmp_path):
     import pyarrow as pa
@@ -198,7 +198,7 @@ def test_bad_input_is_one_line(case, base, tmp_path):
     args = ["run", "--model", base, "--data", str(export), "--out", str(tmp_path / "run"), "--quiet",
             "--set", f"duration_s={DUR}", "--set", "max_steps=1"]
     expect = {"unknown-key": "unknown key", "out-of-range": "beta", "corrupt-audio": "row 1 rejected",
-              "missing-audio": "row 0 chosen", "audioldm-model": "audioldmpipeline", "not-a-checkpoint":
+              "missing-audio": "row 0 chosen", "audioldm2-model": "audioldm2 is not trainable", "not-a-checkpoint":
               "not a trainer checkpoint", "adamw8bit": "bitsandbytes",
               "wrong-architecture": "unet"}[case]
     if case == "unknown-key":
@@ -212,10 +212,10 @@ def test_bad_input_is_one_line(case, base, tmp_path):
         else:
             table[0]["chosen"] = {"bytes": None, "path": "gone.wav"}
         pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(export)), export)
-    elif case == "audioldm-model":
-        from curator.models.tiny import build_tiny_audioldm
+    elif case == "audioldm2-model":
+        from curator.models.tiny import build_tiny_audioldm2
 
-        args[2] = str(build_tiny_audioldm(tmp_path / "audioldm"))
+        args[2] = str(build_tiny_audioldm2(tmp_path / "audioldm2"))
     elif case == "not-a-checkpoint":
         args += ["--resume", str(tmp_path)]
     elif case == "wrong-architecture":  # a Tango folder whose UNet config does not fit its weights

@@ -149,12 +149,12 @@ class FeatureCache:
 
     # ---- text
     def encode_texts(self, texts: Sequence[str], *, batch_size: int, progress: bool = True) -> int:
-        from curator.models.tango import encode_text
+        from trainer.model import encode_prompts
 
         todo = [t for t in dict.fromkeys(texts) if _load(self.text_path(t)) is None]
         for i in tqdm(range(0, len(todo), batch_size), desc="caching text", unit="batch", disable=not progress):
             chunk = todo[i:i + batch_size]
-            hidden, mask = encode_text(self.tango, chunk)  # (B, L, D), (B, L)
+            hidden, mask = encode_prompts(self.tango, chunk)  # (B, L, D), (B, L)
             for text, h, m in zip(chunk, hidden.float().cpu(), mask.cpu()):
                 n = int(m.sum())
                 atomic_torch_save({"hidden": h[:n].clone(), "length": n}, self.text_path(text))
@@ -192,6 +192,8 @@ def build_features(cache: FeatureCache, pairs: PairSet, *, batch_size: int, prog
                                      progress=progress)
     texts = written_texts = 0
     prompts = [p.prompt for p in pairs.pairs]
-    written_texts = cache.encode_texts(prompts, batch_size=batch_size, progress=progress)
+    null = getattr(cache.tango, "null_prompt", None)  # AudioLDM's unconditional input: the encoding of ""
+    written_texts = cache.encode_texts(prompts + ([null] if null is not None else []), batch_size=batch_size,
+                                       progress=progress)
     texts = len(set(prompts))
     return {"clips": len(shas), "clips_encoded": written, "texts": texts, "texts_encoded": written_texts}

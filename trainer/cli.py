@@ -27,7 +27,7 @@ DbOption = typer.Option(None, "--db", envvar="CURATOR_DB",
 @user_errors
 def run_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help="A .json or .toml file of config keys."),
-    model: Optional[str] = typer.Option(None, "--model", help="tiny | a Tango folder | a hub id (the reference model)."),
+    model: Optional[str] = typer.Option(None, "--model", help="tiny | a Tango folder | an AudioLDMPipeline folder | a hub id (the reference model)."),
     data: Optional[str] = typer.Option(None, "--data", help="An export folder or .parquet file; 'store' for --db pairs."),
     out: Optional[str] = typer.Option(None, "--out", help="Run folder: DIR/step-K/ checkpoints, DIR/metrics.jsonl."),
     set_: List[str] = typer.Option([], "--set", help="key=value config override (repeatable)."),
@@ -95,7 +95,7 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
 @app.command("eval")
 @user_errors
 def eval_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="DIR/step-K of a run (or any Tango folder, e.g. the base)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="DIR/step-K of a run (or any Tango or AudioLDM folder, e.g. the base)."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="Held-out prompts, one per line."),
     db: Optional[str] = DbOption,
     split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),

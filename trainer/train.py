@@ -17,10 +17,11 @@ process). A run stopped at step K and resumed from DIR/step-K therefore sees exa
 and noise the uninterrupted run saw; the checkpoint restores UNet, optimizer, LR schedule (and
 accelerate's RNG state), so the losses agree to float tolerance.
 
-Checkpoints. DIR/step-K/ is a complete Tango folder (save_tango: `curator generate --checkpoint
-DIR/step-K` loads it) plus `accelerate/` (optimizer, scheduler, RNG, grad scaler; the UNet
-weights are not stored twice, the Tango files are the weights), `trainer_config.json` and
-`trainer_state.json`. Written to a temporary folder and renamed.
+Checkpoints. DIR/step-K/ is a complete model folder (trainer.model.save_model: a Tango folder, or
+an AudioLDMPipeline folder; `curator generate --checkpoint DIR/step-K` loads it) plus `accelerate/`
+(optimizer, scheduler, RNG, grad scaler; the UNet weights are not stored twice, the model files are
+the weights), `trainer_config.json` and `trainer_state.json`. Written to a temporary folder and
+renamed.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from trainer.cache import FeatureCache, build_features
 from trainer.config import TrainConfig, config_from_dict, resume_mismatch
 from trainer.data import PairSet
 from trainer.loss import diffusion_target, dpo_loss, per_sample_mse, sft_loss
-from trainer.model import load_base, resolve_model, unet_signature
+from trainer.model import load_base, resolve_model, save_model, unet_inputs, unet_signature
 
 CONFIG_FILE = "trainer_config.json"
 STATE_FILE = "trainer_state.json"
@@ -69,6 +70,7 @@ class Features:
     text_index: torch.Tensor  # (N,) row of `hidden` for each pair
     hidden: torch.Tensor  # (U, L, D)
     mask: torch.Tensor  # (U, L) bool
+    null_hidden: torch.Tensor | None = None  # (L, D) the unconditional input; None = zeros (Tango)
 
     def __len__(self) -> int:
         return self.chosen.shape[0]
@@ -78,11 +80,18 @@ def load_features(cache: FeatureCache, pairs: PairSet) -> Features:
     texts = list(dict.fromkeys(p.prompt for p in pairs.pairs))
     row = {t: i for i, t in enumerate(texts)}
     hidden, mask = cache.texts(texts)
+    null_hidden = None
+    null = getattr(cache.tango, "null_prompt", None)
+    if null is not None:
+        h, _ = cache.texts([null])
+        null_hidden = torch.zeros(hidden.shape[1:])
+        n = min(h.shape[1], hidden.shape[1])
+        null_hidden[:n] = h[0, :n]
     return Features(
         chosen=cache.latents([p.chosen_sha for p in pairs.pairs]),
         rejected=cache.latents([p.rejected_sha for p in pairs.pairs]),
         text_index=torch.tensor([row[p.prompt] for p in pairs.pairs], dtype=torch.long),
-        hidden=hidden, mask=mask,
+        hidden=hidden, mask=mask, null_hidden=null_hidden,
     )
 
 
@@ -186,13 +195,9 @@ def make_batch(feats: Features, idx: torch.Tensor, gen: torch.Generator, *, num_
     timesteps = torch.randint(0, num_timesteps, (b,), generator=gen)
     noise = torch.randn(chosen.shape, generator=gen)
     drop = torch.rand(b, generator=gen) < uncond_prob  # one draw per pair: both halves alike
-    hidden[drop] = 0.0  # the official dropout: a zeroed text embedding (PAPER.md §3.1)
+    # Tango: the official dropout, a zeroed text embedding (PAPER.md §3.1); AudioLDM: the encoding of ""
+    hidden[drop] = 0.0 if feats.null_hidden is None else feats.null_hidden
     return StepBatch(*(t.to(device) for t in (chosen, rejected, hidden, mask, timesteps, noise)))
-
-
-def unet_inputs(unet, hidden: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
-    """The conditioning keyword arguments of a UNet call: Tango's cross-attention on the T5 states."""
-    return {"encoder_hidden_states": hidden, "encoder_attention_mask": mask}
 
 
 @dataclass
@@ -408,10 +413,8 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
             weights.pop()
 
     def load_hook(models, input_dir):
-        from curator.models.tango import load_tango
-
         model = models.pop()
-        step_tango = load_tango(Path(input_dir).parent)
+        step_tango = load_base(str(Path(input_dir).parent))
         if unet_signature(step_tango.unet) != unet_signature(accelerator.unwrap_model(model)):
             raise CuratorError(f"--resume {Path(input_dir).parent}: a checkpoint of another UNet architecture")
         accelerator.unwrap_model(model).load_state_dict(step_tango.unet.state_dict())
@@ -446,12 +449,10 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
         tmp = out / f".step-{step}.tmp"
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
-            from curator.models.tango import save_tango
-
             policy = accelerator.unwrap_model(unet)
             saved_unet, tango.unet = tango.unet, policy
             try:
-                save_tango(tango, tmp)
+                save_model(tango, tmp)
             finally:
                 tango.unet = saved_unet
         accelerator.wait_for_everyone()

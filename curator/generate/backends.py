@@ -7,7 +7,7 @@
 Resolution (`resolve_generator`): `world` → world; `tiny` → the tiny Tango (built, saved in the real
 layout and loaded back); a folder with main_config.json or a `declare-lab/...` id → Tango; a
 folder/id whose model_index.json names AudioLDMPipeline/AudioLDM2Pipeline → that pipeline;
-`--checkpoint DIR` (a trainer's RUN/step-K) → Tango from DIR. `backend` overrides detection.
+`--checkpoint DIR` (a trainer's RUN/step-K) → Tango from DIR (an AudioLDM pipeline when DIR has model_index.json). `backend` overrides detection.
 """
 
 from __future__ import annotations
@@ -133,10 +133,16 @@ def resolve_generator(model: str | None, *, backend: str | None = None, checkpoi
         if model:
             raise CuratorError("give --model or --checkpoint, not both (a checkpoint is a complete Tango folder)")
         if backend not in (None, "tango"):
-            raise CuratorError(f"--checkpoint loads a Tango checkpoint; it cannot be used with --backend {backend}")
+            raise CuratorError(f"--checkpoint loads a trainer checkpoint; it cannot be used with --backend {backend}")
         folder = Path(checkpoint).expanduser()
         if not folder.is_dir():
             raise CuratorError(f"checkpoint {checkpoint} is not a folder")
+        if (folder / "model_index.json").is_file():  # a trainer checkpoint of an AudioLDM model
+            from curator.models.audioldm import load_pipeline
+
+            if detect_backend(str(folder)) != "audioldm":
+                raise CuratorError(f"checkpoint {checkpoint}: model_index.json names a pipeline trainer run does not save")
+            return AudioLDMGenerator(load_pipeline(str(folder), "audioldm", device=device, dtype=dtype), str(folder.resolve()))
         return TangoGenerator(load_tango(folder, device=device, dtype=dtype), str(folder.resolve()))
     if not model:
         raise CuratorError("give --model (or --checkpoint)")

@@ -8,6 +8,8 @@ for small GPUs).
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import List, Optional
 
@@ -86,6 +88,8 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
         from trainer.data import load_export
 
         result = run_training(cfg, lambda: load_export(cfg.data), resume=resume, progress=progress)
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # one summary per launch, from the main process
+        return
     last = result.last_metrics
     summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "rewards/accuracies", "rewards/margins") if k in last)
     typer.echo(f"trained {result.global_step} steps on {result.n_pairs} pairs → {result.checkpoints[-1] if result.checkpoints else cfg.out}"

@@ -322,10 +322,18 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
         except ImportError:
             raise CuratorError("tensorboard=true needs tensorboard: pip install 'audio-alpaca-studio[tensorboard]'") from None
         log_with = "tensorboard"
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    # several processes without CUDA (torchrun / accelerate launch on CPUs): data parallel over gloo;
+    # accelerate only does that when told the run is on CPU
+    on_cpus = world > 1 and not torch.cuda.is_available()
     try:
-        accelerator = Accelerator(mixed_precision=cfg.mixed_precision, log_with=log_with, project_dir=str(out))
+        accelerator = Accelerator(mixed_precision=cfg.mixed_precision, log_with=log_with, project_dir=str(out),
+                                  cpu=on_cpus)
     except (ValueError, RuntimeError) as exc:
         raise CuratorError(f"mixed_precision={cfg.mixed_precision}: {str(exc).splitlines()[0]}") from None
+    if accelerator.num_processes != world:  # each process would train alone and all write the same DIR
+        raise CuratorError(f"launched as {world} processes (WORLD_SIZE) but accelerate runs {accelerator.num_processes}; "
+                           "start with `accelerate launch` (accelerate config: multi-GPU or --cpu)")
     set_seed(cfg.seed)
     main = accelerator.is_main_process
     device = accelerator.device
@@ -424,6 +432,10 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
 
     # 5. Resume: weights, optimizer, LR schedule, RNG; metrics.jsonl cut back to the checkpoint
     global_step = 0
+    saved_world = int(saved_state.get("num_processes", 1)) if saved_state else accelerator.num_processes
+    if saved_world != accelerator.num_processes:  # the batches (and the sampler's slices) would differ
+        raise CuratorError(f"--resume {resume}: the run had {saved_world} process(es), this launch has "
+                           f"{accelerator.num_processes}; resume with the same number")
     if resume:
         accelerator.load_state(str(Path(resume) / ACCEL_DIR))
         global_step = int(saved_state["global_step"])
@@ -461,6 +473,7 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
         if main:
             (tmp / CONFIG_FILE).write_text(cfg.to_json() + "\n", encoding="utf-8")
             _atomic_json({"global_step": step, "phase": sched.phase(max(step - 1, 0)), "base_model": base_path,
+                          "num_processes": accelerator.num_processes,
                           "source": pairs.source, "source_hash": pairs.source_hash, "n_pairs": len(feats),
                           "unet": unet_signature(policy), "total_steps": sched.total_steps}, tmp / STATE_FILE)
             if final.exists():

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import fastapi
 import gradio as gr
-import numpy as np
+from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotate_ui import audit, tuning
@@ -47,11 +49,11 @@ from db.annotation import DEFAULT_OVERLAP
 log = logging.getLogger(__name__)
 
 try:  # H-listen's tab (part 6); the app works without it
-    from annotate_ui.listening_tab import build_listening_tab
+    from annotate_ui.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the checkout
     if _exc.name != "annotate_ui.listening_tab":
         raise
-    build_listening_tab = None
+    build_listening_tab, LISTENING_KEYBOARD_JS = None, ""
 
 
 @dataclass
@@ -64,6 +66,20 @@ class UIContext:
     on_load: list = field(default_factory=list)
     _tuning: dict = field(default_factory=dict, repr=False)  # (model1, model2) → TuningData (store data, not user state)
     _tuning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold around the audit's write transactions. On SQLite it queues this process's writers on a
+        lock, which wakes the next one as soon as the store is free; without it, 20 raters' threads
+        meet on SQLite's own lock, whose busy handler sleeps up to 100 ms between tries (the
+        seconds-long tail of the load benchmark). Other processes still wait on busy_timeout.
+        PostgreSQL locks rows, so nothing is held there."""
+        if self.session_factory.kw["bind"].dialect.name != "sqlite":
+            yield
+            return
+        with self._write_lock:
+            yield
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -151,6 +167,10 @@ KEYBOARD_JS = """
 
 CSS = """
 #audit-caption .caption { font-size: 1.3em; padding: .5em 0; white-space: pre-wrap; }
+#audit-players .players { display: flex; gap: 1em; flex-wrap: wrap; }
+#audit-players .player { flex: 1 1 20em; }
+#audit-players .side { font-weight: bold; }
+#audit-players audio { width: 100%; }
 """
 
 INSTRUCTIONS = (
@@ -164,24 +184,74 @@ INSTRUCTIONS = (
 # --------------------------------------------------------------------------------------------
 
 
+AUDIO_ROUTE = "audit/audio"  # + /{assignment id}/{a|b}: relative, so the app also works under a proxy's prefix
+
+
+def _players_html(assignment_id: int | None, problems: dict[str, str]) -> str:
+    """The two players: <audio> elements whose URLs name only the assignment and the side (blind)."""
+    if assignment_id is None:
+        return ""
+    parts = []
+    for side in audit.AUDIO_SIDES:
+        label = side.upper()
+        if side in problems:
+            inner = f"<em>{html.escape(problems[side])}</em>"
+        else:
+            inner = f'<audio controls preload="auto" src="{AUDIO_ROUTE}/{int(assignment_id)}/{side}"></audio>'
+        parts.append(f'<div id="audio-{side}" class="player"><div class="side">{label}</div>{inner}</div>')
+    return f"<div class='players'>{''.join(parts)}</div>"
+
+
 def _audit_outputs(ctx: UIContext, s: Session, task: audit.AuditTask | None, user: AuthUser, message: str = ""):
-    """(assignment id, caption html, audio A, audio B, progress, message, note) for a task."""
+    """(assignment id, caption html, players html, progress, message, note) for a task.
+
+    Small text only: the audio itself is fetched by the browser from AUDIO_ROUTE, which checks
+    that the logged-in user owns the assignment.
+    """
     if task is None:
         p = audit.progress(s, user)
-        return ("", "<div class='caption'><em>No pair is waiting for you. Thank you!</em></div>", None, None,
+        return ("", "<div class='caption'><em>No pair is waiting for you. Thank you!</em></div>", "",
                 f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", message, "")
-    audios, problems = [], []
-    for side, clip in (("A", task.clip_a), ("B", task.clip_b)):
-        try:
-            d = ctx.clip_audio(s, clip, side)
-            audios.append((d.sample_rate, (np.clip(d.wave, -1.0, 1.0) * 32767).astype(np.int16)))
-        except CuratorError as exc:
-            audios.append(None)
-            problems.append(str(exc))
+    problems = audit.audio_problems(s, ctx.audio_store, task)
     p = task.progress
-    msg = " ".join(x for x in (message, *problems) if x)
+    msg = " ".join(x for x in (message, *problems.values()) if x)
     return (str(task.assignment_id), f"<div class='caption'>{html.escape(task.caption)}</div>",
-            audios[0], audios[1], f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", msg, "")
+            _players_html(task.assignment_id, problems),
+            f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", msg, "")
+
+
+def _login_name(request: fastapi.Request) -> str | None:
+    """The name Gradio's login attached to REQUEST's cookie (the same lookup as Gradio's own /user route)."""
+    app = request.app
+    cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
+    if cookie_id is None or tokens is None:
+        return None
+    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(f"access-token-unsecure-{cookie_id}")
+    return tokens.get(token) if token else None
+
+
+def audio_routes(ctx: UIContext) -> list:
+    """The audio route: GET audit/audio/{assignment id}/{a|b} streams that side's stored file.
+
+    Logged-in, active users only, and only for their own open assignments; the file is resolved
+    from the store by the server (the browser sends two ids, never a path).
+    """
+    router = fastapi.APIRouter()
+
+    @router.get("/" + AUDIO_ROUTE + "/{assignment_id:int}/{side}", include_in_schema=False)
+    def audit_audio(assignment_id: int, side: str, request: fastapi.Request):
+        name = _login_name(request)
+        with ctx.session() as s:
+            user = active_user(s, name)
+            if user is None:
+                return PlainTextResponse("you are not logged in, or your account is disabled; log in again", 401)
+            try:
+                path, media_type = audit.assignment_audio(s, ctx.audio_store, user, assignment_id, side)
+            except CuratorError as exc:
+                return PlainTextResponse(str(exc), 404)
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+    return router.routes
 
 
 def build_app(ctx: UIContext) -> gr.Blocks:
@@ -196,9 +266,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                 progress_md = gr.Markdown(elem_id="audit-progress")
                 caption = gr.HTML(elem_id="audit-caption")
                 assignment = gr.Textbox(visible="hidden", elem_id="audit-assignment", label="assignment")
-                with gr.Row():
-                    audio_a = gr.Audio(label="A", type="numpy", interactive=False, elem_id="audio-a")
-                    audio_b = gr.Audio(label="B", type="numpy", interactive=False, elem_id="audio-b")
+                players = gr.HTML(elem_id="audit-players")
                 message = gr.Markdown(elem_id="audit-message")
                 note = gr.Textbox(label="Note (optional)", max_lines=3, elem_id="audit-note")
                 with gr.Row():
@@ -213,51 +281,69 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                 with gr.Tab("Listening sessions", id="listening"):
                     build_listening_tab(ctx)
 
-        audit_out = [assignment, caption, audio_a, audio_b, progress_md, message, note]
+        audit_out = [assignment, caption, players, progress_md, message, note]
 
         def on_next(request: gr.Request):
             user = ctx.user(request)
             with ctx.errors(), ctx.session() as s:
-                return _audit_outputs(ctx, s, audit.next_assignment(s, user), user)
+                with ctx.writing():
+                    task = audit.next_assignment(s, user)
+                    s.commit()
+                return _audit_outputs(ctx, s, task, user)
 
         def vote_handler(verdict: str):
             def on_vote(assignment_id: str, note_text: str, request: gr.Request):
                 user = ctx.user(request)
                 with ctx.errors(), ctx.session() as s:
-                    audit.vote(s, user, assignment_id, verdict, note_text)
-                with ctx.errors(), ctx.session() as s:
-                    return _audit_outputs(ctx, s, audit.next_assignment(s, user), user,
-                                          f"Recorded: {audit.VERDICT_LABELS[verdict]}.")
+                    with ctx.writing():
+                        audit.vote(s, user, assignment_id, verdict, note_text)
+                        s.commit()
+                        task = audit.next_assignment(s, user)
+                        s.commit()
+                    return _audit_outputs(ctx, s, task, user, f"Recorded: {audit.VERDICT_LABELS[verdict]}.")
             return on_vote
 
         def on_skip(assignment_id: str, request: gr.Request):
             user = ctx.user(request)
             with ctx.errors(), ctx.session() as s:
-                audit.skip(s, user, assignment_id)
-            with ctx.errors(), ctx.session() as s:
-                return _audit_outputs(ctx, s, audit.next_assignment(s, user), user, "Skipped.")
+                with ctx.writing():
+                    audit.skip(s, user, assignment_id)
+                    s.commit()
+                    task = audit.next_assignment(s, user)
+                    s.commit()
+                return _audit_outputs(ctx, s, task, user, "Skipped.")
 
         def on_undo(request: gr.Request):
             user = ctx.user(request)
             with ctx.errors(), ctx.session() as s:
-                task = audit.undo_last(s, user)
-                if task is None:
-                    return _audit_outputs(ctx, s, audit.next_assignment(s, user), user, "No vote to undo.")
-                return _audit_outputs(ctx, s, task, user, "Your last vote was taken back; judge this pair again.")
+                with ctx.writing():
+                    task = audit.undo_last(s, user)
+                    message = "Your last vote was taken back; judge this pair again."
+                    if task is None:
+                        task, message = audit.next_assignment(s, user), "No vote to undo."
+                    s.commit()
+                return _audit_outputs(ctx, s, task, user, message)
 
         def on_load(request: gr.Request):
             user = ctx.user(request)
             with ctx.errors(), ctx.session() as s:
-                pair = _audit_outputs(ctx, s, audit.next_assignment(s, user), user)
+                with ctx.writing():
+                    task = audit.next_assignment(s, user)
+                    s.commit()
+                pair = _audit_outputs(ctx, s, task, user)
             return (f"Signed in as **{html.escape(user.name)}** ({user.role})", gr.Tab(visible=user.is_admin), *pair)
 
         demo.load(on_load, outputs=[who, tuning_tab, *audit_out], api_name="load")
-        gr.Button("next", visible=False).click(on_next, outputs=audit_out, api_name="next")
+        # The audit events skip Gradio's queue (queue=False): the page POSTs to /gradio_api/run/NAME and
+        # gets the outputs in the reply, one round trip instead of a queue join plus an event stream.
+        # They are short database calls (no GPU, nothing to wait in line for); API clients that join
+        # the queue (gradio_client) are still served.
+        fast = dict(outputs=audit_out, queue=False, show_progress="hidden")
+        gr.Button("next", visible=False).click(on_next, api_name="next", **fast)
         for v, btn in vote_buttons.items():
-            btn.click(vote_handler(v), inputs=[assignment, note], outputs=audit_out, api_name=f"vote_{v}",
-                      concurrency_limit=None)
-        skip_btn.click(on_skip, inputs=[assignment], outputs=audit_out, api_name="skip", concurrency_limit=None)
-        undo_btn.click(on_undo, outputs=audit_out, api_name="undo", concurrency_limit=None)
+            btn.click(vote_handler(v), inputs=[assignment, note], api_name=f"vote_{v}", **fast)
+        skip_btn.click(on_skip, inputs=[assignment], api_name="skip", **fast)
+        undo_btn.click(on_undo, api_name="undo", **fast)
         _wire_tuning(ctx, demo, tuning_parts)
         for fn, outputs in ctx.on_load:
             demo.load(fn, outputs=outputs)
@@ -413,12 +499,18 @@ def _wire_tuning(ctx: UIContext, demo: gr.Blocks, p: dict) -> None:
 
 def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent_thread_lock: bool = False,
            concurrency: int = 16) -> gr.Blocks:
-    """Build and launch the app behind the store's login."""
+    """Build and launch the app behind the store's login (plus the audio route, same login)."""
+    # Gradio rebuilds a pandas summary of its last GRADIO_ANALYTICS_MAX_EVENTS (10 000) events after
+    # every event (only its monitoring page reads it): O(events) CPU per vote under load. Summarise
+    # every 500 events over the last 2 000 instead, unless the operator set these.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "2000")
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=concurrency)
     demo.launch(server_name=host, server_port=port, auth=ctx.login, auth_message="Audio-alpaca rater: log in",
-                prevent_thread_lock=prevent_thread_lock, show_error=True, css=CSS, head=KEYBOARD_JS,
-                quiet=True, ssr_mode=False, max_threads=max(40, concurrency + 8))
+                prevent_thread_lock=prevent_thread_lock, show_error=True, css=CSS, head=KEYBOARD_JS + LISTENING_KEYBOARD_JS,
+                quiet=True, ssr_mode=False, max_threads=max(40, concurrency + 8),
+                app_kwargs={"routes": audio_routes(ctx)})
     return demo
 
 
@@ -428,4 +520,4 @@ def make_context(db_url: str, audio_store: AudioStore) -> UIContext:
     return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store)
 
 
-__all__ = ["UIContext", "build_app", "launch", "make_context", "KEYBOARD_JS"]
+__all__ = ["UIContext", "build_app", "launch", "make_context", "audio_routes", "KEYBOARD_JS"]

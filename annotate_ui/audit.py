@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from annotate_ui.auth import AuthUser
 from curator.audio import AudioStore, Decoded
@@ -34,6 +35,7 @@ from db.models import AudioClip, Caption, Pair, utcnow
 log = logging.getLogger(__name__)
 
 MAX_NOTE_LEN = 2000
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 CANDIDATES_PER_TRY = 16  # candidates fetched per round of next_assignment
 QUEUE_REASONS = ("uncertain", "random", "manual")
 VERDICT_LABELS = {"A": "A better", "B": "B better", "both_good": "both good", "both_bad": "both bad"}
@@ -62,35 +64,45 @@ class AuditTask:
     progress: Progress
 
 
-def _task(session: Session, a: AuditAssignment, user: AuthUser) -> AuditTask:
+def _task(session: Session, assignment_id: int, pair_id: int, a_is_winner: bool, user: AuthUser,
+          open_count: int | None = None) -> AuditTask:
     row = session.execute(
         select(Pair.winner_clip_id, Pair.loser_clip_id, Caption.text)
-        .join(Caption, Caption.id == Pair.caption_id).where(Pair.id == a.pair_id)
+        .join(Caption, Caption.id == Pair.caption_id).where(Pair.id == pair_id)
     ).one()
-    clip_a, clip_b = (row[0], row[1]) if a.a_is_winner else (row[1], row[0])
-    return AuditTask(a.id, row[2], clip_a, clip_b, progress(session, user))
+    clip_a, clip_b = (row[0], row[1]) if a_is_winner else (row[1], row[0])
+    return AuditTask(assignment_id, row[2], clip_a, clip_b, progress(session, user, open_count=open_count))
 
 
-def progress(session: Session, user: AuthUser) -> Progress:
-    done = session.scalar(select(func.count()).where(AuditAssignment.user_id == user.id,
-                                                     AuditAssignment.state == "done")) or 0
-    skipped = session.scalar(select(func.count()).where(AuditAssignment.user_id == user.id,
-                                                        AuditAssignment.state == "skipped")) or 0
-    pending = session.scalar(select(func.count()).where(AuditAssignment.user_id == user.id,
-                                                        AuditAssignment.state == "assigned")) or 0
-    return Progress(int(done), int(skipped), int(pending) + _open_count(session, user))
+def progress(session: Session, user: AuthUser, *, open_count: int | None = None) -> Progress:
+    """Done, skipped and remaining for USER; OPEN_COUNT (queue items still open to USER), when the
+    caller has just counted them, saves counting again (a scan of the queue)."""
+    by_state = dict(session.execute(_BY_STATE, {"uid": user.id}).all())
+    if open_count is None:
+        open_count = _open_count(session, user)
+    return Progress(int(by_state.get("done", 0)), int(by_state.get("skipped", 0)),
+                    int(by_state.get("assigned", 0)) + max(0, int(open_count)))
 
 
-def _open_filter(user: AuthUser):
-    """Queue items with a free slot that this user has never been given."""
+def _open_filter(user: AuthUser | None = None):
+    """Queue items with a free slot that this user (USER, else the bound parameter "uid") has never been given."""
     taken = (select(func.count()).where(AuditAssignment.pair_id == AuditItem.pair_id,
                                          AuditAssignment.slot.is_not(None)).scalar_subquery())
-    mine = exists().where(AuditAssignment.pair_id == AuditItem.pair_id, AuditAssignment.user_id == user.id)
+    uid = bindparam("uid") if user is None else user.id
+    mine = exists().where(AuditAssignment.pair_id == AuditItem.pair_id, AuditAssignment.user_id == uid)
     return and_(~mine, taken < AuditItem.overlap)
 
 
+# the statements of the vote path, built once (building them costs more than running them on a small store)
+_OPEN_COUNT = select(func.count()).select_from(AuditItem).where(_open_filter())
+_BY_STATE = (select(AuditAssignment.state, func.count()).where(AuditAssignment.user_id == bindparam("uid"))
+             .group_by(AuditAssignment.state))
+_CANDIDATES = (select(AuditItem.pair_id, AuditItem.overlap, func.count().over()).where(_open_filter())
+               .order_by(AuditItem.priority.desc(), AuditItem.id))
+
+
 def _open_count(session: Session, user: AuthUser) -> int:
-    return int(session.scalar(select(func.count()).select_from(AuditItem).where(_open_filter(user))) or 0)
+    return int(session.scalar(_OPEN_COUNT, {"uid": user.id}) or 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,23 +134,26 @@ def next_assignment(session: Session, user: AuthUser, *, rng: random.Random | No
     """
     open_one = current_assignment(session, user)
     if open_one is not None:
-        return _task(session, open_one, user)
+        return _task(session, open_one.id, open_one.pair_id, open_one.a_is_winner, user)
     rng = rng or random.SystemRandom()
     tried: set[int] = set()
     while True:
-        q = (select(AuditItem.pair_id, AuditItem.overlap).where(_open_filter(user))
-             .order_by(AuditItem.priority.desc(), AuditItem.id).limit(CANDIDATES_PER_TRY + len(tried)))
-        candidates = [(p, n) for p, n in session.execute(q).all() if p not in tried]
+        # one scan gives the candidates and how many items are open to this user (for the progress line)
+        rows = session.execute(_CANDIDATES.limit(CANDIDATES_PER_TRY + len(tried)), {"uid": user.id}).all()
+        candidates = [(p, n) for p, n, _ in rows if p not in tried]
         if not candidates:
             return None
-        for pair_id, overlap in candidates:
+        n_open = int(rows[0][2])
+        for k, (pair_id, overlap) in enumerate(candidates, 1):
             tried.add(pair_id)
-            task = _claim(session, user, pair_id, overlap, rng)
+            # the k items tried from this scan are now this user's or full: no longer open
+            task = _claim(session, user, pair_id, overlap, rng, open_after=n_open - k)
             if task is not None:
                 return task
 
 
-def _claim(session: Session, user: AuthUser, pair_id: int, overlap: int, rng: random.Random) -> AuditTask | None:
+def _claim(session: Session, user: AuthUser, pair_id: int, overlap: int, rng: random.Random,
+           open_after: int | None = None) -> AuditTask | None:
     """Take a free slot of PAIR_ID for USER; None when the pair is full or already this user's.
 
     A lost race (another rater inserted the slot we read as free) re-reads the slots and tries
@@ -155,12 +170,11 @@ def _claim(session: Session, user: AuthUser, pair_id: int, overlap: int, rng: ra
         free = [s for s in range(overlap) if s not in used]
         if not free:
             return None
-        now = utcnow()
-        new_id = _insert_ignore(session, dict(pair_id=pair_id, user_id=user.id, slot=free[0],
-                                              a_is_winner=bool(rng.getrandbits(1)), state="assigned",
-                                              assigned_at=now, served_at=now))
+        now, a_is_winner = utcnow(), bool(rng.getrandbits(1))
+        new_id = _insert_ignore(session, dict(pair_id=pair_id, user_id=user.id, slot=free[0], a_is_winner=a_is_winner,
+                                              state="assigned", assigned_at=now, served_at=now))
         if new_id is not None:
-            return _task(session, session.get(AuditAssignment, new_id), user)
+            return _task(session, new_id, pair_id, a_is_winner, user, open_count=open_after)
     return None
 
 
@@ -169,6 +183,8 @@ def _own_open(session: Session, user: AuthUser, assignment_id) -> AuditAssignmen
         aid = int(assignment_id)
     except (TypeError, ValueError):
         raise CuratorError(f"assignment {str(assignment_id)[:40]!r} is not an assignment id") from None
+    if not 0 < aid <= MAX_ID:  # beyond the column's range: no such assignment (and no database error)
+        raise CuratorError(f"pair {str(aid)[:40]} is not assigned to you")
     a = session.get(AuditAssignment, aid, with_for_update=session.get_bind().dialect.name == "postgresql")
     if a is None or a.user_id != user.id:
         raise CuratorError(f"pair {aid} is not assigned to you")
@@ -229,7 +245,7 @@ def undo_last(session: Session, user: AuthUser) -> AuditTask | None:
     a.state, a.verdict, a.outcome, a.note, a.completed_at = "assigned", None, None, None, None
     a.served_at = utcnow()
     session.flush()
-    return _task(session, a, user)
+    return _task(session, a.id, a.pair_id, a.a_is_winner, user)
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,6 +263,75 @@ def clip_audio(session: Session, audio_store: AudioStore, clip_id: int, side: st
     except CuratorError as exc:
         log.warning("audio of clip %s cannot be played: %s", clip_id, exc)
         raise CuratorError(f"side {side}: the audio file is missing or unreadable; press Skip") from None
+
+
+AUDIO_SIDES = ("a", "b")
+_AUDIO_MAGIC = ((b"RIFF", "audio/wav"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"))
+
+
+def _stored_audio(audio_store: AudioStore, rel: str | None) -> tuple[Path, str] | None:
+    """(absolute path, media type) of a stored clip whose file is there and looks like audio; None otherwise.
+
+    A header check, not a decode: it catches a missing, empty or foreign file for the price of a
+    stat and a 12-byte read (the vote path runs it for both sides on every pair).
+    """
+    if rel is None:
+        return None
+    try:
+        path = audio_store.resolve(rel)
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except (CuratorError, OSError):
+        return None
+    for magic, media_type in _AUDIO_MAGIC:
+        if head.startswith(magic) and (magic != b"RIFF" or head[8:12] == b"WAVE"):
+            return path, media_type
+    return None
+
+
+def audio_problems(session: Session, audio_store: AudioStore, task: AuditTask) -> dict[str, str]:
+    """{side ('a'/'b'): one clear line} for each side of TASK whose audio cannot be served (the rater can skip)."""
+    paths = dict(session.execute(select(AudioClip.id, AudioClip.path)
+                                 .where(AudioClip.id.in_((task.clip_a, task.clip_b)))).all())
+    problems = {}
+    for side, clip_id in zip(AUDIO_SIDES, (task.clip_a, task.clip_b)):
+        if _stored_audio(audio_store, paths.get(clip_id)) is None:
+            log.warning("audio of clip %s cannot be played (missing, empty or not audio)", clip_id)
+            problems[side] = f"side {side.upper()}: the audio file is missing or unreadable; press Skip"
+    return problems
+
+
+_WINNER_CLIP, _LOSER_CLIP = aliased(AudioClip, name="winner_clip"), aliased(AudioClip, name="loser_clip")
+# built once (aliases are costly to build per call; this runs for every clip a page loads)
+_ASSIGNMENT_AUDIO = (
+    select(AuditAssignment.a_is_winner, _WINNER_CLIP.path, _LOSER_CLIP.path)
+    .join(Pair, Pair.id == AuditAssignment.pair_id)
+    .join(_WINNER_CLIP, _WINNER_CLIP.id == Pair.winner_clip_id).join(_LOSER_CLIP, _LOSER_CLIP.id == Pair.loser_clip_id)
+    .where(AuditAssignment.id == bindparam("aid"), AuditAssignment.user_id == bindparam("uid"),
+           AuditAssignment.state == "assigned")
+)
+
+
+def assignment_audio(session: Session, audio_store: AudioStore, user: AuthUser, assignment_id: int,
+                     side: str) -> tuple[Path, str]:
+    """(path, media type) of SIDE ('a' or 'b') of USER's open assignment; CuratorError otherwise.
+
+    What the audio route serves: the browser names only an assignment id and a side, the blind
+    mapping stays on the server, and the file comes from the audio store, never from a path the
+    browser sent. Another rater's assignment, a finished one and an unknown one are all refused
+    with the same line, so ids cannot be probed.
+    """
+    if side not in AUDIO_SIDES:
+        raise CuratorError("the side must be a or b")
+    aid = int(assignment_id)
+    row = session.execute(_ASSIGNMENT_AUDIO, {"aid": aid, "uid": user.id}).first() if 0 < aid <= MAX_ID else None
+    if row is None:
+        raise CuratorError("no open pair of yours has this audio")
+    a_is_winner, winner_path, loser_path = row
+    found = _stored_audio(audio_store, winner_path if (side == "a") == bool(a_is_winner) else loser_path)
+    if found is None:
+        raise CuratorError(f"side {side.upper()}: the audio file is missing or unreadable; press Skip")
+    return found
 
 
 # --------------------------------------------------------------------------------------------

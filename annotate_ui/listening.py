@@ -49,6 +49,7 @@ from db.annotation import User
 from db.listening import (
     DEFAULT_GOLD_REL_THRESHOLD,
     DEFAULT_MIN_RATERS,
+    DEFAULT_N_PROMPTS,
     ClipSet,
     ClipSetItem,
     ListeningItem,
@@ -68,7 +69,6 @@ REL_DEFINITION = (
     "REL — relevance to the text: how well the audio matches the prompt "
     "(1 = not at all, 5 = perfectly)."
 )
-DEFAULT_N_PROMPTS = 50  # PAPER.md §5.3: 50 random AudioCaps test prompts
 DEFAULT_GOLD_FRACTION = 0.1  # gold items ≈ 10 % of the real items, at least 2
 GOLD_RULE = (
     "A rater who rated at least one gold item (a clip shown with another prompt) and whose mean "

@@ -30,6 +30,68 @@ DEFINITIONS_MD = (
 )
 
 
+# Keyboard shortcuts of the rater part (ignored while typing in a text field; only while the
+# tab is shown, so the audit tab's 1–4/s/u keep working there). app.launch() puts this in `head=`.
+KEYS_MD = ("Keys: **p** play / pause · **1–5** OVL · **Shift+1–5** or **q w e r t** REL (1–5) · "
+           "**Enter** submit · **s** skip · **u** undo the last answer.")
+
+LISTENING_KEYBOARD_JS = """
+<script>
+(() => {
+  const REL_LETTERS = {q: "1", w: "2", e: "3", r: "4", t: "5"};
+  const BUTTONS = {s: "listen-skip", u: "listen-undo"};
+  const shown = (el) => el && el.offsetParent !== null;
+  const typing = (t) => {
+    const tag = ((t && t.tagName) || "").toLowerCase();
+    if (tag === "textarea" || tag === "select" || (t && t.isContentEditable)) return true;
+    return tag === "input" && !["radio", "checkbox", "button", "submit", "range"].includes((t.type || "").toLowerCase());
+  };
+  function click(id) {
+    const button = document.getElementById(id);
+    if (!shown(button) || button.disabled) return false;
+    button.click();
+    return true;
+  }
+  function choose(boxId, value) {
+    const box = document.getElementById(boxId);
+    if (!shown(box)) return false;
+    const radio = Array.from(box.querySelectorAll('input[type="radio"]')).find((r) => r.value === value);
+    if (!radio) return false;
+    radio.click();
+    return true;
+  }
+  function play() {
+    const box = document.getElementById("listen-audio");
+    if (!shown(box)) return false;
+    const button = box.querySelector('button[aria-label="Play"], button[aria-label="Pause"], .play-pause-button');
+    if (button) { button.click(); return true; }
+    const audio = box.querySelector("audio");
+    if (!audio) return false;
+    audio.paused ? audio.play() : audio.pause();
+    return true;
+  }
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || typing(e.target)) return;
+    if (!shown(document.getElementById("listen-ovl"))) return;  // another tab is open
+    const key = (e.key || "").toLowerCase();
+    const digit = /^(Digit|Numpad)[1-5]$/.test(e.code || "") ? e.code.slice(-1) : null;
+    let done = false;
+    if (digit && e.shiftKey) done = choose("listen-rel", digit);
+    else if (digit) done = choose("listen-ovl", digit);
+    else if (REL_LETTERS[key]) done = choose("listen-rel", REL_LETTERS[key]);
+    else if (key === "enter") {
+      const tag = ((e.target && e.target.tagName) || "").toLowerCase();
+      if (tag === "button" || tag === "a") return;  // Enter on a focused button presses that button
+      done = click("listen-submit");
+    } else if (BUTTONS[key]) done = click(BUTTONS[key]);
+    else if (key === "p") done = play();
+    if (done) e.preventDefault();
+  });
+})();
+</script>
+"""
+
+
 def prompt_html(text: Optional[str]) -> str:
     """The prompt as HTML, escaped (a prompt is data, never markup)."""
     if text is None:
@@ -270,13 +332,14 @@ def build_listening_tab(ctx) -> ListeningHandlers:
     prompt = gr.HTML(elem_id="listen-prompt")
     audio = gr.Audio(label="Clip", type="numpy", interactive=False, elem_id="listen-audio")
     message = gr.Markdown(elem_id="listen-message")
+    gr.Markdown(KEYS_MD, elem_id="listen-keys")
     with gr.Row():
-        ovl = gr.Radio(list(L.SCALE), label="OVL — overall quality, regardless of the text", elem_id="listen-ovl")
-        rel = gr.Radio(list(L.SCALE), label="REL — relevance to the text", elem_id="listen-rel")
+        ovl = gr.Radio(list(L.SCALE), label="OVL — overall quality, regardless of the text  [1–5]", elem_id="listen-ovl")
+        rel = gr.Radio(list(L.SCALE), label="REL — relevance to the text  [Shift+1–5 or q w e r t]", elem_id="listen-rel")
     with gr.Row():
-        submit = gr.Button("Submit rating", variant="primary", elem_id="listen-submit")
-        skip = gr.Button("Skip (e.g. no audio)", elem_id="listen-skip")
-        undo = gr.Button("Undo last", elem_id="listen-undo")
+        submit = gr.Button("Submit rating  [Enter]", variant="primary", elem_id="listen-submit")
+        skip = gr.Button("Skip (e.g. no audio)  [s]", elem_id="listen-skip")
+        undo = gr.Button("Undo last  [u]", elem_id="listen-undo")
     rater_out = [state, progress_md, prompt, audio, message, ovl, rel]
 
     with gr.Group(visible=False, elem_id="listen-admin") as admin_box:

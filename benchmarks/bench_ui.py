@@ -1,27 +1,36 @@
 """Rater-app benchmarks (issue 4, Benchmarks).
 
-1. Next-pair latency with R concurrent raters on loopback: each rater logs in over raw HTTP
-   (httpx, Gradio's /gradio_api/call API) and votes V times; a vote returns the next pair, so its
-   round trip is the latency a rater waits for the next pair. Also checks the load-test
-   invariants (no vote lost or duplicated, no pair over its overlap). Reports p50/p95/max.
+1. Next-pair latency with R concurrent raters on loopback. The app runs as `annotate-ui` in its own
+   process; each rater logs in over raw HTTP (httpx) and does what the page does: POST
+   /gradio_api/run/vote_X (the audit events skip Gradio's queue), which returns the next pair, then
+   GET its two clips from the audio route. Reported: the vote round trip (the wait for the next
+   pair), the two audio fetches, their sum, and the server's CPU per vote. --think-ms adds paced
+   runs (a rater waits about that long before each vote); the headline is the closed loop
+   (think 0: every rater votes again at once). Also checks the load-test invariants (no vote
+   lost or duplicated, no pair over its overlap, never twice to one rater).
 2. Threshold view refresh (`annotate_ui.tuning.view` + the frames the plots get) at 100k and 1M
    pairs of random scores.
 
-    .venv/bin/python benchmarks/bench_ui.py [--raters 20] [--votes 200] [--db URL] [--skip-http]
+    .venv/bin/python benchmarks/bench_ui.py [--raters 20] [--votes 200] [--think-ms 2000] [--db URL] [--skip-http]
 
---db must name an EMPTY dedicated store (each run migrates it and adds its own pool and users;
-a second run on the same store stops on the CLAP model names already there).
+--db: a fresh SQLite file per run by default; with a PostgreSQL URL
+(postgresql+psycopg://postgres@127.0.0.1:5432/postgres) each run creates its own database on that
+server and drops it afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import random
+import re
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +48,24 @@ class RawClient:
     """Gradio's HTTP API without gradio_client: POST /gradio_api/call/NAME, then read its SSE result."""
 
     def __init__(self, url: str, name: str, password: str):
+        import secrets
+
         import httpx
 
         self.h = httpx.Client(base_url=url, timeout=120)
         r = self.h.post("/login", data={"username": name, "password": password})
         r.raise_for_status()
+        self.session_hash = secrets.token_hex(8)  # one per rater, like a browser tab (gradio_client does the same)
+
+    def run(self, api_name: str, *data):
+        """An event that skips the queue (queue=False), as the page calls it: POST /gradio_api/run/NAME."""
+        r = self.h.post(f"/gradio_api/run/{api_name}", json={"data": list(data), "session_hash": self.session_hash})
+        if r.status_code != 200:
+            raise RuntimeError(f"{api_name}: HTTP {r.status_code}: {r.text[:200]}")
+        return r.json()["data"]
 
     def call(self, api_name: str, *data):
-        r = self.h.post(f"/gradio_api/call/{api_name}", json={"data": list(data)})
+        r = self.h.post(f"/gradio_api/call/{api_name}", json={"data": list(data), "session_hash": self.session_hash})
         r.raise_for_status()
         event_id = r.json()["event_id"]
         event = None
@@ -62,58 +81,137 @@ class RawClient:
         raise RuntimeError(f"{api_name}: no result")
 
 
-def bench_http(db_url: str | None, raters: int, votes: int, overlap: int = 3) -> dict:
+@contextmanager
+def fresh_store(server_url: str | None, tmp: Path):
+    """A fresh store URL: a SQLite file in TMP, or a new database on SERVER_URL's PostgreSQL server
+    (created here and dropped afterwards, so runs never meet each other's data)."""
+    if server_url is None or not server_url.startswith("postgresql"):
+        yield server_url or f"sqlite:///{tmp / 'store.db'}"
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from db.session import dispose_engines
+
+    base = make_url(server_url)
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"bench_ui_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        dispose_engines()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+AUDIO_SRC = re.compile(r'<audio[^>]* src="([^"]+)"')
+
+
+def _serve(url: str, audio_root: Path, port: int, concurrency: int, log_path: Path) -> subprocess.Popen:
+    """`annotate-ui` in its own process, as it is deployed: the raters' client threads must not share its GIL."""
+    cmd = [sys.executable, "-c", "from annotate_ui.cli import main; main()", "--db", url, "--audio-root", str(audio_root),
+           "--host", "127.0.0.1", "--port", str(port), "--concurrency", str(concurrency)]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"annotate-ui exited with {proc.returncode}; see {log_path}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"annotate-ui did not answer within 120 s; see {log_path}")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process PID so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_http(db_url: str | None, raters: int, votes: int, overlap: int = 3, think_ms: float = 0.0) -> dict:
+    """R raters, each: load the next pair, fetch its two clips (as the page's <audio> elements do), think
+    THINK_MS, vote, repeat V times. think_ms=0 is the closed-loop stress test (each rater votes again
+    the moment the pair and its audio are there)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ui_"))
+    with fresh_store(db_url, tmp) as url:
+        return _bench_http(url, tmp, raters, votes, overlap, think_ms)
+
+
+def _bench_http(url: str, tmp: Path, raters: int, votes: int, overlap: int, think_ms: float) -> dict:
     from sqlalchemy import select
 
     from annotate_ui import audit
-    from annotate_ui.app import launch, make_context
+    from annotate_ui.app import make_context
     from curator.audio import AudioStore
     from db.annotation import AuditAssignment
     from db.session import upgrade
     from test_ui_app import free_port
     from test_ui_fixtures import PASSWORD, make_pool, make_users
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_ui_"))
-    url = db_url or f"sqlite:///{tmp / 'store.db'}"
     upgrade(url)
     store = AudioStore(tmp / "audio")
     ctx = make_context(url, store)
     n_pairs = max(2 * -(-raters * votes // overlap), votes + 10)
+    tag = f"b{int(time.time())}"
     t0 = time.perf_counter()
     with ctx.session() as s:
         pairs = make_pool(s, store, n_pairs, seed=int(time.time()) % 1000)
-        make_users(s, n_raters=raters, admins=1, prefix=f"b{int(time.time())}r")
-        names = [f"b{int(time.time())}r{i}" for i in range(raters)]
+        make_users(s, n_raters=raters, admins=1, prefix=f"{tag}r")
+        names = [f"{tag}r{i}" for i in range(raters)]
         audit.enqueue(s, pairs, reason="random", added_by="bench", overlap=overlap)
     setup_s = time.perf_counter() - t0
     port = free_port()
-    demo = launch(ctx, port=port, prevent_thread_lock=True, concurrency=raters)
+    server = _serve(url, store.root, port, raters, tmp / "annotate-ui.log")
     base = f"http://127.0.0.1:{port}/"
-    lat_vote, lat_next, errors, cast = [], [], [], {}
+    lat_vote, lat_audio, lat_total, lat_next, errors, cast = [], [], [], [], [], {}
     lock = threading.Lock()
+    rng = random.Random(0)
     try:
         clients = {n: RawClient(base, n, PASSWORD) for n in names}
         barrier = threading.Barrier(raters)
 
+        def fetch_audio(c, out):
+            t = time.perf_counter()
+            for src in AUDIO_SRC.findall(out[2] or ""):
+                r = c.h.get("/" + src)
+                r.raise_for_status()
+            return time.perf_counter() - t
+
         def rater(name):
             try:
-                c, mine, lv, ln = clients[name], [], [], []
+                c, mine, lv, la, lt, ln = clients[name], [], [], [], [], []
                 barrier.wait()
                 t = time.perf_counter()
-                out = c.call("next")
+                out = c.run("next")
                 ln.append(time.perf_counter() - t)
+                la.append(fetch_audio(c, out))
                 for k in range(votes):
                     mine.append(out[0])
+                    if think_ms:
+                        time.sleep(rng.uniform(0.5, 1.5) * think_ms / 1000)
                     t = time.perf_counter()
-                    out = c.call(("vote_A", "vote_B", "vote_both_good", "vote_both_bad")[k % 4], out[0], "")
+                    out = c.run(("vote_A", "vote_B", "vote_both_good", "vote_both_bad")[k % 4], out[0], "")
                     lv.append(time.perf_counter() - t)
+                    la.append(fetch_audio(c, out))
+                    lt.append(lv[-1] + la[-1])
                 with lock:
                     lat_vote.extend(lv)
+                    lat_audio.extend(la)
+                    lat_total.extend(lt)
                     lat_next.extend(ln)
                     cast[name] = mine
             except BaseException as exc:  # noqa: BLE001
                 errors.append(repr(exc))
 
+        cpu0 = _cpu_s(server.pid)
         t0 = time.perf_counter()
         threads = [threading.Thread(target=rater, args=(n,)) for n in names]
         for t in threads:
@@ -121,8 +219,10 @@ def bench_http(db_url: str | None, raters: int, votes: int, overlap: int = 3) ->
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        server_cpu = _cpu_s(server.pid) - cpu0
     finally:
-        demo.close()
+        server.terminate()
+        server.wait(30)
     with ctx.session() as s:
         rows = s.execute(select(AuditAssignment.id, AuditAssignment.pair_id, AuditAssignment.user_id,
                                 AuditAssignment.state).where(AuditAssignment.pair_id.in_(pairs))).all()
@@ -130,28 +230,37 @@ def bench_http(db_url: str | None, raters: int, votes: int, overlap: int = 3) ->
     per_pair = {}
     for r in rows:
         per_pair[r.pair_id] = per_pair.get(r.pair_id, 0) + 1
-    return {
-        "store": url.split(":")[0], "raters": raters, "votes_each": votes, "pairs": n_pairs, "setup_s": round(setup_s, 1),
-        "errors": errors[:3], "votes_recorded": len(done), "votes_expected": raters * votes,
+    out = {
+        "store": url.split(":")[0], "raters": raters, "votes_each": votes, "think_ms": think_ms, "pairs": n_pairs,
+        "setup_s": round(setup_s, 1), "errors": errors[:3], "votes_recorded": len(done), "votes_expected": raters * votes,
         "no_vote_lost_or_duplicated": done == sorted(a for v in cast.values() for a in v),
         "max_per_pair": max(per_pair.values()) if per_pair else 0, "overlap": overlap,
         "never_twice": len({(r.pair_id, r.user_id) for r in rows}) == len(rows),
         "wall_s": round(wall, 1), "votes_per_s": round(len(lat_vote) / wall, 1),
+        "server_cpu_ms_per_vote": round(1000 * server_cpu / max(1, len(lat_vote)), 1),
         "vote_next_ms_p50": round(percentile(lat_vote, 50), 1), "vote_next_ms_p95": round(percentile(lat_vote, 95), 1),
         "vote_next_ms_max": round(percentile(lat_vote, 100), 1),
+        "audio_both_ms_p50": round(percentile(lat_audio, 50), 1), "audio_both_ms_p95": round(percentile(lat_audio, 95), 1),
+        "vote_plus_audio_ms_p50": round(percentile(lat_total, 50), 1),
+        "vote_plus_audio_ms_p95": round(percentile(lat_total, 95), 1),
         "first_next_ms_p95": round(percentile(lat_next, 95), 1),
     }
+    return out
 
 
 def bench_logic(db_url: str | None, raters: int, votes: int, overlap: int = 3) -> dict:
     """The same load without HTTP: next_assignment + vote per rater thread, one session each."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ui_logic_"))
+    with fresh_store(db_url, tmp) as url:
+        return _bench_logic(url, tmp, raters, votes, overlap)
+
+
+def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> dict:
     from annotate_ui import audit
     from curator.audio import AudioStore
     from db.session import open_store, upgrade
     from test_ui_fixtures import make_pool, make_users
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_ui_logic_"))
-    url = db_url or f"sqlite:///{tmp / 'store.db'}"
     upgrade(url)
     factory = open_store(url)
     with factory() as s:
@@ -217,7 +326,10 @@ def main() -> None:
     ap.add_argument("--raters", type=int, default=20)
     ap.add_argument("--votes", type=int, default=200)
     ap.add_argument("--db", action="append", default=None, help="store URL(s); default a fresh SQLite file")
+    ap.add_argument("--think-ms", type=float, action="append", default=None,
+                    help="also run a paced variant: each rater waits about this long (uniform 0.5-1.5x) before each vote")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--skip-logic", action="store_true")
     ap.add_argument("--skip-view", action="store_true")
     args = ap.parse_args()
     import logging
@@ -228,8 +340,11 @@ def main() -> None:
             print(json.dumps({"bench": "threshold_view", **bench_view(n)}), flush=True)
     if not args.skip_http:
         for url in args.db or [None]:
-            print(json.dumps({"bench": "logic_no_http", **bench_logic(url, args.raters, min(args.votes, 50))}), flush=True)
-            print(json.dumps({"bench": "http_next_pair", **bench_http(url, args.raters, args.votes)}), flush=True)
+            if not args.skip_logic:
+                print(json.dumps({"bench": "logic_no_http", **bench_logic(url, args.raters, min(args.votes, 50))}), flush=True)
+            for think in [0.0, *(args.think_ms or [])]:  # closed loop first: the headline figure
+                print(json.dumps({"bench": "http_next_pair", **bench_http(url, args.raters, args.votes, think_ms=think)}),
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from db.models import AudioClip, Base, Caption, utcnow
 
 # PAPER.md §5.3: "every clip rated by at least 4 annotators"
+DEFAULT_N_PROMPTS = 50  # PAPER.md §5.3: 50 random AudioCaps test prompts
 DEFAULT_MIN_RATERS = 4
 # A rater whose mean REL on gold (mismatched-prompt) items is at least this is excluded.
 DEFAULT_GOLD_REL_THRESHOLD = 3.0

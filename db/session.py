@@ -66,7 +66,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     elif parsed.get_backend_name() == "postgresql":
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30,
+        engine = create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30,  # the rater app serves ~40 threads
                                connect_args={"connect_timeout": 5})
     else:
         raise CuratorError(f"store URL {safe_url(url)}: only sqlite and postgresql are supported")

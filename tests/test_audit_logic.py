@@ -283,3 +283,45 @@ def test_verdict_counts_filter_by_pair(session, audio_store):
     (late,) = make_users(session, n_raters=1, admins=0, prefix="late")
     audit.enqueue(session, pairs, reason="random", added_by="t")
     assert audit.verdict_counts(session)[pairs[0]].votes == 3
+
+
+def test_progress_of_a_new_assignment_matches_a_fresh_count(session, audio_store):
+    """next_assignment counts the open items in the same scan that picks the candidates; the
+    progress it reports must equal a fresh progress() at every step, with other raters taking slots."""
+    pairs = make_pool(session, audio_store, 6)
+    users = make_users(session, n_raters=3, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t", overlap=2)
+    rng = random.Random(1)
+    for step in range(30):
+        u = users[rng.randrange(3)]
+        task = audit.next_assignment(session, u, rng=rng)
+        if task is None:
+            assert audit.progress(session, u).remaining == 0
+            continue
+        assert task.progress == audit.progress(session, u), step
+        if rng.random() < 0.2:
+            audit.skip(session, u, task.assignment_id)
+        else:
+            audit.vote(session, u, task.assignment_id, "both_good")
+
+
+def test_assignment_audio_is_the_owners_side_only(session, audio_store):
+    pairs = make_pool(session, audio_store, 2)
+    u, other = make_users(session, n_raters=2, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    task = audit.next_assignment(session, u)
+    paths = dict(session.execute(select(AudioClip.id, AudioClip.path)).all())
+    for side, clip in (("a", task.clip_a), ("b", task.clip_b)):
+        path, media_type = audit.assignment_audio(session, audio_store, u, task.assignment_id, side)
+        assert path == audio_store.resolve(paths[clip]) and media_type == "audio/wav"
+    for who, aid, side in ((other, task.assignment_id, "a"), (u, task.assignment_id, "../a"), (u, 10**9, "a")):
+        with pytest.raises(CuratorError):
+            audit.assignment_audio(session, audio_store, who, aid, side)
+    assert audit.audio_problems(session, audio_store, task) == {}
+    audio_store.resolve(paths[task.clip_b]).write_bytes(b"not audio at all")  # corrupt: refused like a missing file
+    assert list(audit.audio_problems(session, audio_store, task)) == ["b"]
+    with pytest.raises(CuratorError, match="side B: the audio file is missing or unreadable"):
+        audit.assignment_audio(session, audio_store, u, task.assignment_id, "b")
+    audit.vote(session, u, task.assignment_id, "A")
+    with pytest.raises(CuratorError, match="no open pair"):
+        audit.assignment_audio(session, audio_store, u, task.assignment_id, "a")

@@ -29,13 +29,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_rater_rates_two_clips_in_the_browser(sqlite_store_url, audio_store):
-    from playwright.sync_api import expect, sync_playwright
-
-    from annotate_ui.app import launch, make_context
+def _world(ctx, audio_store, name="browser-session", seconds=0.5):
+    """A rater account and a listening session of 2 prompts (one escapes) × 2 systems, no gold items."""
     from annotate_ui.auth import add_user
 
-    ctx = make_context(sqlite_store_url, audio_store)
     with ctx.session() as s:
         add_user(s, "listener", "rater", "listen-pass-1")
         caps = [Caption(text=t, text_sha=text_hash(t), split="test") for t in (EVIL, "rain on a tin roof")]
@@ -43,14 +40,35 @@ def test_rater_rates_two_clips_in_the_browser(sqlite_store_url, audio_store):
         s.flush()
         for gen in ("sysA", "sysB"):
             for k, cap in enumerate(caps):
-                wave = 0.1 * np.sin(np.arange(8000) * (0.05 + 0.01 * k)).astype(np.float32)
+                wave = 0.1 * np.sin(np.arange(int(16000 * seconds)) * (0.05 + 0.01 * k)).astype(np.float32)
                 sha, rel = audio_store.put_wave(wave, 16000)
-                s.add(AudioClip(sha256=sha, path=rel, sample_rate=16000, num_samples=8000, duration_s=0.5,
+                s.add(AudioClip(sha256=sha, path=rel, sample_rate=16000, num_samples=len(wave), duration_s=seconds,
                                 generator=gen, checkpoint_id="c", prompt=cap.text, caption_id=cap.id,
                                 strategy="eval", slot=0))
         s.flush()
         sets = [L.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
-        L.create_listening_session(s, "browser-session", sets, n_prompts=2, n_gold=0)
+        L.create_listening_session(s, name, sets, n_prompts=2, n_gold=0)
+
+
+def _login_and_start(page, port: int, expect) -> None:
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.get_by_label("username").fill("listener")
+    page.get_by_label("password").fill("listen-pass-1")
+    page.get_by_role("button", name="Login").click()
+    page.get_by_role("tab", name="Listening sessions").click()
+    expect(page.locator("#listen-definitions")).to_contain_text("regardless of the text", timeout=20_000)
+    page.locator("#listen-session input").click()
+    page.get_by_role("option", name="browser-session").click()
+    page.locator("#listen-start").click()
+
+
+def test_rater_rates_two_clips_in_the_browser(sqlite_store_url, audio_store):
+    from playwright.sync_api import expect, sync_playwright
+
+    from annotate_ui.app import launch, make_context
+
+    ctx = make_context(sqlite_store_url, audio_store)
+    _world(ctx, audio_store)
 
     port = free_port()
     demo = launch(ctx, port=port, prevent_thread_lock=True)
@@ -58,16 +76,8 @@ def test_rater_rates_two_clips_in_the_browser(sqlite_store_url, audio_store):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.get_by_label("username").fill("listener")
-            page.get_by_label("password").fill("listen-pass-1")
-            page.get_by_role("button", name="Login").click()
-            page.get_by_role("tab", name="Listening sessions").click()
-            expect(page.locator("#listen-definitions")).to_contain_text("regardless of the text", timeout=20_000)
+            _login_and_start(page, port, expect)
             expect(page.locator("#listen-admin")).to_be_hidden()
-            page.locator("#listen-session input").click()
-            page.get_by_role("option", name="browser-session").click()
-            page.locator("#listen-start").click()
             shown = []
             for k, (ovl, rel) in enumerate(RATINGS):
                 expect(page.locator("#listen-progress")).to_contain_text(f"Clip **{k + 1}** of 4".replace("**", ""),
@@ -91,3 +101,88 @@ def test_rater_rates_two_clips_in_the_browser(sqlite_store_url, audio_store):
                               .order_by(ListeningRating.position)))
         assert [(r.user_id, r.position, r.ovl, r.rel) for r in rows] == [
             (user.id, k, ovl, rel) for k, (ovl, rel) in enumerate(RATINGS)]
+
+
+def test_rater_rates_with_the_keyboard(sqlite_store_url, audio_store):
+    """p plays, 1–5 set OVL, Shift+1–5 and q–t set REL, Enter submits, s skips, u undoes; keys typed
+    into a text field do nothing; the ratings are in the store under the rater."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from annotate_ui.app import launch, make_context
+
+    ctx = make_context(sqlite_store_url, audio_store)
+    _world(ctx, audio_store, seconds=20.0)  # long enough to still be playing when checked
+    port = free_port()
+    demo = launch(ctx, port=port, prevent_thread_lock=True)
+
+    def checked(page, box: str):
+        return page.locator(f"#{box} input[type=radio]:checked")
+
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            page = browser.new_page()
+            _login_and_start(page, port, expect)
+            expect(page.locator("#listen-keys")).to_contain_text("Shift+1–5 or q w e r t REL")
+            expect(page.locator("#listen-progress")).to_contain_text("Clip 1 of 4", timeout=20_000)
+            play_button = page.locator("#listen-audio .play-pause-button")
+            expect(play_button).to_have_attribute("aria-label", "Play", timeout=20_000)
+
+            # 1. Clip 1: OVL 4 with "4", REL 2 with Shift+2, Enter submits
+            page.locator("body").click(position={"x": 1, "y": 1})  # focus outside any field
+            page.keyboard.press("4")
+            expect(checked(page, "listen-ovl")).to_have_value("4")
+            page.keyboard.press("Shift+Digit2")
+            expect(checked(page, "listen-rel")).to_have_value("2")
+            expect(checked(page, "listen-ovl")).to_have_value("4")  # REL keys leave OVL alone
+            page.keyboard.press("Enter")
+            expect(page.locator("#listen-message")).to_contain_text("Recorded OVL 4, REL 2", timeout=20_000)
+            expect(page.locator("#listen-progress")).to_contain_text("Clip 2 of 4", timeout=20_000)
+            expect(checked(page, "listen-ovl")).to_have_count(0)  # cleared for the next clip
+
+            # 2. Clip 2: "p" plays and pauses it; OVL 5, REL 3 with the letter "e" (a radio chosen with the
+            #    mouse keeps the keys working)
+            expect(play_button).to_have_attribute("aria-label", "Play", timeout=20_000)
+            page.keyboard.press("p")
+            expect(play_button).to_have_attribute("aria-label", "Pause")
+            page.keyboard.press("p")
+            expect(play_button).to_have_attribute("aria-label", "Play")
+            page.locator("#listen-ovl").get_by_label("1", exact=True).check()
+            page.keyboard.press("5")
+            expect(checked(page, "listen-ovl")).to_have_value("5")
+            page.keyboard.press("e")
+            expect(checked(page, "listen-rel")).to_have_value("3")
+            page.keyboard.press("Enter")
+            expect(page.locator("#listen-message")).to_contain_text("Recorded OVL 5, REL 3", timeout=20_000)
+
+            # 3. Clip 3: "s" skips it, "u" takes the skip back, then it is rated
+            expect(page.locator("#listen-progress")).to_contain_text("Clip 3 of 4", timeout=20_000)
+            page.keyboard.press("s")
+            expect(page.locator("#listen-message")).to_contain_text("Skipped.", timeout=20_000)
+            expect(page.locator("#listen-progress")).to_contain_text("Clip 4 of 4", timeout=20_000)
+            page.keyboard.press("u")
+            expect(page.locator("#listen-message")).to_contain_text("taken back", timeout=20_000)
+            expect(page.locator("#listen-progress")).to_contain_text("Clip 3 of 4", timeout=20_000)
+
+            # 4. Typing into a text field (the session picker) is not a shortcut
+            field = page.locator("#listen-session input")
+            field.click()
+            field.press_sequentially("12qs")
+            page.keyboard.press("Escape")
+            expect(checked(page, "listen-ovl")).to_have_count(0)
+            expect(checked(page, "listen-rel")).to_have_count(0)
+            expect(page.locator("#listen-progress")).to_contain_text("Clip 3 of 4")
+            page.locator("body").click(position={"x": 1, "y": 1})
+            page.keyboard.press("Numpad1")
+            page.keyboard.press("t")
+            page.keyboard.press("Enter")
+            expect(page.locator("#listen-message")).to_contain_text("Recorded OVL 1, REL 5", timeout=20_000)
+            browser.close()
+    finally:
+        demo.close()
+
+    with ctx.session() as s:
+        user = s.scalar(select(User).where(User.name == "listener"))
+        rows = list(s.scalars(select(ListeningRating).order_by(ListeningRating.position)))
+        assert [(r.user_id, r.position, r.ovl, r.rel, r.skipped_at is None) for r in rows] == [
+            (user.id, 0, 4, 2, True), (user.id, 1, 5, 3, True), (user.id, 2, 1, 5, True), (user.id, 3, None, None, True)]

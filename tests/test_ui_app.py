@@ -103,7 +103,7 @@ def test_votes_are_stamped_with_the_logged_in_user(app):
     with pytest.raises(Exception, match="not assigned to you"):
         r1.predict(aid, "", api_name="/vote_B")
     nxt = r0.predict(aid, "clear winner", api_name="/vote_A")
-    assert nxt[5].startswith("Recorded") and nxt[0] != aid
+    assert nxt[4].startswith("Recorded") and nxt[0] != aid
     with pytest.raises(Exception, match="already has your vote"):
         r0.predict(aid, "", api_name="/vote_B")  # replayed submit
     with ctx.session() as s:
@@ -122,18 +122,100 @@ def test_missing_audio_shows_a_message_and_skip_works(app):
     r0 = client(url, "rater0")
     first = r0.predict(api_name="/next")
     with ctx.session() as s:
-        pair = s.get(Pair, s.get(AuditAssignment, int(first[0])).pair_id)
+        a = s.get(AuditAssignment, int(first[0]))
+        pair = s.get(Pair, a.pair_id)
         clip = s.get(AudioClip, pair.loser_clip_id)
         ctx.audio_store.resolve(clip.path).unlink()
         rel = clip.path
+        gone, plays = ("b", "a") if a.a_is_winner else ("a", "b")  # the loser's side
     again = r0.predict(api_name="/next")  # same open assignment, now with a missing file
     assert again[0] == first[0]
-    assert "missing or unreadable; press Skip" in again[5] and rel not in again[5]
-    assert (again[2] is None) != (again[3] is None)  # the other side still plays
+    assert f"side {gone.upper()}: the audio file is missing or unreadable; press Skip" in again[4]
+    assert rel not in again[4] and clip.sha256 not in again[4]
+    players = again[2]  # the other side still plays; the missing one shows the message instead of a player
+    assert players.count("<audio") == 1 and f"audit/audio/{first[0]}/{plays}" in players and "press Skip" in players
+    with httpx.Client(base_url=url, timeout=20) as h:
+        h.post("/login", data={"username": "rater0", "password": PASSWORD}).raise_for_status()
+        r = h.get(f"/audit/audio/{first[0]}/{gone}")
+        assert r.status_code == 404 and "missing or unreadable" in r.text and rel not in r.text
+        assert h.get(f"/audit/audio/{first[0]}/{plays}").status_code == 200
     after = r0.predict(first[0], api_name="/skip")
-    assert after[0] != first[0] and after[5].startswith("Skipped")
+    assert after[0] != first[0] and after[4].startswith("Skipped")
     with ctx.session() as s:
         assert s.get(AuditAssignment, int(first[0])).state == "skipped"
+
+
+@contextmanager
+def _login(url, name):
+    with httpx.Client(base_url=url, timeout=20) as h:
+        h.post("/login", data={"username": name, "password": PASSWORD}).raise_for_status()
+        yield h
+
+
+def test_audio_route_serves_only_the_owners_open_pair(app):
+    ctx, url, pairs, users = app
+    out = client(url, "rater0").predict(api_name="/next")
+    aid, players = out[0], out[2]
+    with ctx.session() as s:
+        a = s.get(AuditAssignment, int(aid))
+        pair = s.get(Pair, a.pair_id)
+        winner, loser = s.get(AudioClip, pair.winner_clip_id), s.get(AudioClip, pair.loser_clip_id)
+        side_a, side_b = (winner, loser) if a.a_is_winner else (loser, winner)
+    # blind: the page names the assignment and the side, never a clip id, sha or file
+    assert f'src="audit/audio/{aid}/a"' in players and f'src="audit/audio/{aid}/b"' in players
+    for clip in (winner, loser):
+        assert clip.sha256 not in players and clip.path not in players
+    with _login(url, "rater0") as h:
+        for side, clip in (("a", side_a), ("b", side_b)):
+            r = h.get(f"/audit/audio/{aid}/{side}")
+            assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+            assert r.content == ctx.audio_store.resolve(clip.path).read_bytes()  # the blind mapping is kept
+            assert "content-disposition" not in r.headers and clip.sha256 not in str(r.headers)
+        # a range request (what browsers send for media) gets the part asked for
+        r = h.get(f"/audit/audio/{aid}/a", headers={"Range": "bytes=0-3"})
+        assert r.status_code == 206 and r.content == b"RIFF"
+        # path tricks and bad sides: refused, nothing read
+        for bad in (f"/audit/audio/{aid}/c", f"/audit/audio/{aid}/A", f"/audit/audio/{aid}/..%2f..%2fstore.db",
+                    f"/audit/audio/{aid}/a/../../../etc/passwd", "/audit/audio/-1/a", "/audit/audio/abc/a",
+                    f"/audit/audio/{aid}%2f..%2fa", f"/audit/audio/{aid}/{side_a.path}", "/audit/audio/999999/a",
+                    f"/audit/audio/{10**30}/a"):
+            r = h.get(bad)
+            assert r.status_code in (404, 422), (bad, r.status_code)
+            assert not r.content.startswith(b"RIFF"), bad
+    # another rater, and nobody logged in, are refused that assignment's audio
+    with _login(url, "rater1") as h:
+        r = h.get(f"/audit/audio/{aid}/a")
+        assert r.status_code == 404 and not r.content.startswith(b"RIFF")
+    with httpx.Client(base_url=url, timeout=20) as h:
+        assert h.get(f"/audit/audio/{aid}/a").status_code == 401
+    # once voted, the pair's audio is no longer served (not even to its rater)
+    client(url, "rater0").predict(aid, "", api_name="/vote_B")
+    with _login(url, "rater0") as h:
+        assert h.get(f"/audit/audio/{aid}/a").status_code == 404
+    # a disabled account is refused at once, on a live login
+    with _login(url, "rater1") as h:
+        aid1 = client(url, "rater1").predict(api_name="/next")[0]
+        assert h.get(f"/audit/audio/{aid1}/a").status_code == 200
+        with ctx.session() as s:
+            disable_user(s, "rater1")
+        assert h.get(f"/audit/audio/{aid1}/a").status_code == 401
+
+
+def test_audit_events_answer_the_page_in_one_request(app):
+    """The audit events skip Gradio's queue: the page POSTs /gradio_api/run/NAME (login and role checks still apply)."""
+    ctx, url, *_ = app
+    with httpx.Client(base_url=url, timeout=20) as h:
+        assert h.post("/gradio_api/run/next", json={"data": []}).status_code in (401, 403)
+    with _login(url, "rater0") as h:
+        out = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "abc"}).json()["data"]
+        aid = out[0]
+        r = h.post("/gradio_api/run/vote_A", json={"data": [aid, "ok"], "session_hash": "abc"})
+        assert r.status_code == 200 and r.json()["data"][4].startswith("Recorded")
+        r = h.post("/gradio_api/run/vote_A", json={"data": [aid, ""], "session_hash": "abc"})  # replay
+        assert r.status_code != 200 and "already has your vote" in r.text
+    with ctx.session() as s:
+        a = s.get(AuditAssignment, int(aid))
+        assert (s.get(User, a.user_id).name, a.verdict, a.note) == ("rater0", "A", "ok")
 
 
 def test_disabled_user_is_refused_and_logout_works(app):

@@ -56,6 +56,14 @@ def test_rater_votes_with_the_keyboard(sqlite_store_url, audio_store, browser):
         # no admin tab for a rater
         assert page.get_by_role("tab", name="Threshold tuning").count() == 0
         page.locator("body").click(position={"x": 5, "y": 5})
+        # both players load their clip from the audio route (the page's login cookie), and "a" plays A
+        page.wait_for_function("['a', 'b'].every(s => (document.querySelector(`#audio-${s} audio`) || {}).readyState >= 1)",
+                               timeout=30000)
+        assert page.evaluate("document.querySelector('#audio-a audio').paused")
+        page.keyboard.press("a")
+        page.wait_for_function("!document.querySelector('#audio-a audio').paused || "
+                               "document.querySelector('#audio-a audio').ended", timeout=10000)
+        assert page.evaluate("document.querySelector('#audio-b audio').paused")
         for i, key in enumerate(("1", "2", "3")):
             page.keyboard.press("a")  # plays A (must not vote)
             page.keyboard.press(key)

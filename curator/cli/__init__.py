@@ -18,7 +18,7 @@ db_cmd.register(app)
 
 # Command groups registered in pipeline order; each module has register(app).
 for _name in ("captions_cmd", "perturb_cmd", "generate_cmd", "score_cmd", "pairs_cmd",
-              "export_cmd", "world_cmd", "demo_cmd", "users_cmd"):
+              "export_cmd", "world_cmd", "demo_cmd", "users_cmd", "listen_cmd"):
     try:
         _mod = __import__(f"curator.cli.{_name}", fromlist=["register"])
     except ModuleNotFoundError as exc:  # a group not built yet in this checkout

@@ -4,16 +4,24 @@ Layout of OUT/ (written to a temporary folder beside OUT, then renamed):
 
     data/train-00000-of-00001.parquet   prompt, chosen, rejected, strategy, pair_id,
                                          score_chosen_<model>, score_rejected_<model> per model
-    audio/<sha256>.wav                   every clip of the table, 16 kHz mono
+    audio/<sha256>.wav                   every clip of the table, 16 kHz mono (audio "files"/"both")
     README.md                            dataset card whose `configs` point at data/
     manifest.json                        preset, store URL (no password), counts, file sha256s, time, version
 
 `chosen` / `rejected` are stored the way every `datasets` version reads audio: a struct
-{bytes, path} column (the WAV bytes embedded, path = the file under audio/), with the `datasets`
+{bytes, path} column, with the `datasets`
 Features in the parquet schema metadata (key "huggingface"), so
 `load_dataset("parquet", data_files=...)` yields Audio features at 16 kHz. The table holds no
 timestamps and rows are ordered by strategy then pair id, so the same store and preset give a
 byte-identical parquet file.
+
+Where the audio lives (`audio=`, `curator export --audio`), each clip stored once:
+- "embedded" (default, as the published Audio-alpaca): the WAV bytes in the parquet, `path` the
+  file name for reference; no audio/ folder. One self-contained table any `datasets` loads.
+- "files": audio/<sha256>.wav files, the cells path-only (relative to OUT); a small table for
+  large sets. `trainer run` and `curator import-pairs` resolve the paths against OUT; `datasets`
+  needs OUT as the working directory to decode them.
+- "both": bytes in the table and the files (two copies; for tools that want either).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ TABLE_PATH = "data/train-00000-of-00001.parquet"
 AUDIO_DIR = "audio"
 MANIFEST = "manifest.json"
 ROW_GROUP = 256  # rows per parquet row group (audio bytes are embedded; keeps memory flat)
+AUDIO_LAYOUTS = ("embedded", "files", "both")
 
 _CARD = """---
 configs:
@@ -115,8 +124,11 @@ def _clip_bytes(audio_store: AudioStore, clip: AudioClip) -> bytes:
 
 def export_audio_alpaca(session: Session, audio_store: AudioStore, out_dir: str | Path, *,
                         preset_name: str = flt.DEFAULT_PRESET, db_url: str, force: bool = False,
-                        progress: bool = True) -> Path:
-    """Write the pairs PRESET_NAME keeps to OUT_DIR (atomically) and record an Export row (flushed)."""
+                        audio: str = "embedded", progress: bool = True) -> Path:
+    """Write the pairs PRESET_NAME keeps to OUT_DIR (atomically) and record an Export row (flushed).
+    AUDIO: where the clips go (see the module docstring)."""
+    if audio not in AUDIO_LAYOUTS:
+        raise CuratorError(f"--audio {audio!r}: expected one of {', '.join(AUDIO_LAYOUTS)}")
     out = Path(out_dir).resolve()
     if out.exists() and not force:
         raise CuratorError(f"export folder {out} already exists (use --force to replace it)")
@@ -162,8 +174,9 @@ def export_audio_alpaca(session: Session, audio_store: AudioStore, out_dir: str 
     # 3. Write everything into a temporary folder beside OUT
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        (tmp / AUDIO_DIR).mkdir(parents=True)
-        (tmp / "data").mkdir()
+        (tmp / "data").mkdir(parents=True)
+        if audio != "embedded":
+            (tmp / AUDIO_DIR).mkdir()
         table_path = tmp / TABLE_PATH
         with pq.ParquetWriter(table_path, schema, compression="zstd") as writer:
             bar = tqdm(total=len(pair_ids), desc="export", unit="pair", disable=not progress)
@@ -176,10 +189,10 @@ def export_audio_alpaca(session: Session, audio_store: AudioStore, out_dir: str 
                         clip = clips[clip_id]
                         data = _clip_bytes(audio_store, clip)
                         rel = f"{AUDIO_DIR}/{hashlib.sha256(data).hexdigest()}.wav"
-                        target = tmp / rel
-                        if not target.exists():
-                            target.write_bytes(data)
-                        cols[kind].append({"bytes": data, "path": rel})
+                        if audio != "embedded" and not (tmp / rel).exists():
+                            (tmp / rel).write_bytes(data)
+                        cols[kind].append({"bytes": None if audio == "files" else data,
+                                           "path": rel if audio != "embedded" else rel.split("/")[-1]})
                     cols["strategy"].append(pair.strategy)
                     cols["pair_id"].append(int(pid))
                     for m in models:
@@ -208,6 +221,7 @@ def export_audio_alpaca(session: Session, audio_store: AudioStore, out_dir: str 
                        for m in models],
             "store": safe_url(db_url),
             "sample_rate": SAMPLE_RATE,
+            "audio": audio,
             "files": files,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "code_version": code_version(),
@@ -247,8 +261,18 @@ def verify_export(out_dir: str | Path) -> dict:
     return manifest
 
 
+def audio_base(table_file: str | Path) -> Path:
+    """The folder a table's relative audio paths are relative to: the export folder when TABLE_FILE
+    is an export's data/*.parquet (its manifest one level up), else the table's own folder."""
+    table_file = Path(table_file)
+    root = table_file.parent.parent
+    if table_file.parent.name == "data" and (root / MANIFEST).is_file():
+        return root
+    return table_file.parent
+
+
 def read_table(out_dir: str | Path) -> pa.Table:
     return pq.read_table(Path(out_dir) / TABLE_PATH)
 
 
-__all__ = ["export_audio_alpaca", "verify_export", "read_table", "score_column", "features_for"]
+__all__ = ["export_audio_alpaca", "verify_export", "read_table", "audio_base", "score_column", "features_for"]

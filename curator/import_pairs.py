@@ -3,7 +3,8 @@
 Accepted inputs:
 - a parquet file shaped like the published Audio-alpaca (declare-lab/audio-alpaca; also what
   `curator export` writes): columns prompt, chosen, rejected[, strategy]; audio as a struct
-  {bytes, path}, raw bytes, or a path (relative paths are resolved beside the file);
+  {bytes, path}, raw bytes, or a path (relative paths are resolved beside the file, or against the
+  export folder for an export's data/*.parquet);
 - a folder holding one CSV with columns prompt,chosen,rejected[,strategy] whose audio entries are
   file paths (relative to the folder), or, without a CSV, the parquet files under it (an export).
 
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 
 from curator.audio import SAMPLE_RATE, AudioStore, decode_audio, encode_wav
 from curator.errors import CuratorError
+from curator.export import audio_base
 from curator.captions import MAX_CAPTION_CHARS, is_temporal, normalize_caption
 from curator.pairs import IMPORT_GENERATOR, ingest_pairs
 from db.models import STRATEGIES, AudioClip, Caption, Pair, text_hash
@@ -110,7 +112,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any], Path]]:
     for batch in pf.iter_batches(batch_size=64, columns=cols):
         for row in batch.to_pylist():
             i += 1
-            yield f"row {i} of {path.name}", row, path.parent
+            yield f"row {i} of {path.name}", row, audio_base(path)
 
 
 def _sources(path: Path) -> tuple[str, list[Path]]:

@@ -33,7 +33,7 @@ def built(session, audio_store):
 
 
 def test_export_table_and_datasets_load(built, audio_store, store_url, tmp_path):
-    out = export_audio_alpaca(built, audio_store, tmp_path / "alpaca", db_url=store_url, progress=False)
+    out = export_audio_alpaca(built, audio_store, tmp_path / "alpaca", db_url=store_url, audio="both", progress=False)
     built.commit()
     table = read_table(out)
     assert table.column_names[:5] == ["prompt", "chosen", "rejected", "strategy", "pair_id"]
@@ -71,7 +71,7 @@ def test_export_table_and_datasets_load(built, audio_store, store_url, tmp_path)
 
 def test_manifest_hashes_counts_and_export_row(built, audio_store, tmp_path):
     out = export_audio_alpaca(built, audio_store, tmp_path / "a", db_url="postgresql://ana:s3cret@db.example/curator",
-                              progress=False)
+                              audio="both", progress=False)
     built.commit()
     manifest = verify_export(out)
     assert manifest["counts"] == {"1.1": 2, "1.2": 0, "2": 1, "3": 1, "total": 4}
@@ -90,6 +90,32 @@ def test_manifest_hashes_counts_and_export_row(built, audio_store, tmp_path):
     (out / "README.md").write_text("changed")
     with pytest.raises(CuratorError, match="README.md does not match"):
         verify_export(out)
+
+
+@pytest.mark.parametrize("layout", ["embedded", "files"])
+def test_each_clip_is_stored_once_and_the_trainer_reads_it(layout, built, audio_store, store_url, tmp_path):
+    from trainer.data import load_export
+
+    out = export_audio_alpaca(built, audio_store, tmp_path / layout, db_url=store_url, audio=layout, progress=False)
+    manifest = verify_export(out)
+    assert manifest["audio"] == layout
+    cells = read_table(out).column("chosen").to_pylist()
+    if layout == "embedded":
+        assert not (out / "audio").exists() and all(c["bytes"] and "/" not in c["path"] for c in cells)
+    else:
+        assert all(c["bytes"] is None and (out / c["path"]).is_file() for c in cells)
+        assert sum(k.startswith("audio/") for k in manifest["files"]) == 7
+    pairs = load_export(out)
+    assert len(pairs.pairs) == 4
+    wanted = {p.chosen_sha for p in pairs.pairs}
+    got = {sha for sha, data, _ in pairs.clips(wanted) if data[:4] == b"RIFF"}
+    assert got == wanted
+
+
+def test_bad_audio_layout_is_one_line(built, audio_store, store_url, tmp_path):
+    with pytest.raises(CuratorError, match="--audio 'zip'"):
+        export_audio_alpaca(built, audio_store, tmp_path / "z", db_url=store_url, audio="zip", progress=False)
+    assert not (tmp_path / "z").exists()
 
 
 def test_export_is_reproducible(built, audio_store, store_url, tmp_path):

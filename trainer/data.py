@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from curator.errors import CuratorError
+from curator.export import audio_base
 
 EXPORT_COLUMNS = ("prompt", "chosen", "rejected", "strategy")
 
@@ -137,7 +138,7 @@ def load_export(path: str | Path) -> PairSet:
                     raise CuratorError(f"{label}: the prompt is empty")
                 shas = []
                 for side in ("chosen", "rejected"):
-                    data = _cell_bytes(rec[side], file.parent, f"{label} {side}")
+                    data = _cell_bytes(rec[side], audio_base(file), f"{label} {side}")
                     sha = hashlib.sha256(data).hexdigest()
                     labels.setdefault(sha, f"{label} {side}")
                     shas.append(sha)
@@ -157,7 +158,7 @@ def load_export(path: str | Path) -> PairSet:
                 for rec in batch.to_pylist():
                     for side in ("chosen", "rejected"):
                         label = f"{file.name} row {row} {side}"
-                        data = _cell_bytes(rec[side], file.parent, label)
+                        data = _cell_bytes(rec[side], audio_base(file), label)
                         sha = hashlib.sha256(data).hexdigest()
                         if sha in left:
                             left.discard(sha)

@@ -16,14 +16,18 @@ def export(
     out: Path = typer.Argument(..., help="Folder to write (must not exist unless --force)."),
     preset: str = typer.Option("paper", "--preset", help="Threshold preset whose kept pairs are exported."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    audio: str = typer.Option("embedded", "--audio",
+                              help="Where the clips go: embedded (WAV bytes in the parquet, as the published set), "
+                                   "files (OUT/audio/*.wav, path-only cells), or both."),
     db: DbOpt = DB_DEFAULT,
     audio_root: AudioRootOpt = None,
 ) -> None:
     """Write the pairs a preset keeps as an Audio-alpaca dataset (atomic, reproducible).
 
-    OUT/data/train-00000-of-00001.parquet: prompt, chosen, rejected, strategy, pair_id, score_chosen_<model>,
-    score_rejected_<model>; OUT/audio/*.wav (16 kHz); OUT/README.md; OUT/manifest.json (preset, store, counts,
-    sha256 of every file, time, code version). Loads with datasets.load_dataset("parquet", data_files=...).
+    OUT/data/train-00000-of-00001.parquet: prompt, chosen, rejected (16 kHz audio), strategy, pair_id,
+    score_chosen_<model>, score_rejected_<model>; OUT/audio/*.wav with --audio files|both; OUT/README.md;
+    OUT/manifest.json (preset, store, counts, sha256 of every file, time, code version). Loads with
+    datasets.load_dataset("parquet", data_files=...).
     """
     import json
 
@@ -33,7 +37,7 @@ def export(
     factory = open_store(db)
     with factory() as session:
         path = export_audio_alpaca(session, audio_store_for(db, audio_root), out, preset_name=preset, db_url=db,
-                                   force=force)
+                                   force=force, audio=audio)
         session.commit()
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     counts = ", ".join(f"S{k}: {v}" for k, v in manifest["counts"].items() if k != "total")

@@ -9,7 +9,7 @@ import pytest
 
 from curator.backends import Generator, Perturber, Scorer
 from curator.world import make_generator, make_judge, make_perturber
-from curator.world.grammar import CaptionError, parse_caption, random_scene
+from curator.world.grammar import EVENTS, CaptionError, parse_caption, random_scene
 from curator.world.judge import detect_cached, temporal_metrics
 from curator.world.render import SAMPLE_RATE, applicable_defects, render
 
@@ -85,7 +85,32 @@ def test_detection_precision_and_recall_on_clean_renders():
     assert np.mean(oer) < 0.05 and np.mean(onset) < 0.25
 
 
-@pytest.mark.parametrize("defect", ["missing", "swap", "extra", "noise"])
+def test_event_counts_heard_on_clean_renders_of_counted_captions():
+    """The judge counts each counted event's occurrences from the audio (never the render's truth)."""
+    rng = np.random.default_rng(4)
+    right = total = 0
+    cer = []
+    while total < N_CASES:
+        scene = random_scene(rng)
+        counted = [m for m in scene.mentions if m.count is not None]
+        if not counted:
+            continue
+        try:
+            r = render(scene, total, duration_s=DURATION)
+        except CaptionError:
+            continue
+        det = detect_cached(r.wave)
+        for m in counted:
+            total += 1
+            right += det.count.get(m.event) == m.count  # an event not heard at all is counted wrong too
+        m = temporal_metrics(r.events, det)
+        assert m.n_counted <= sum(not EVENTS[e.event].texture for e in r.events)
+        cer.append(m.count_error_rate)
+    assert right / total >= 0.95, right / total
+    assert np.mean(cer) < 0.05, np.mean(cer)
+
+
+@pytest.mark.parametrize("defect", ["missing", "swap", "extra", "noise", "count"])
 def test_judges_rank_faithful_above_defect(defect, faithful_scores):
     get, judges = faithful_scores
     wins = {n: 0 for n in JUDGES}
@@ -149,6 +174,8 @@ def test_bad_input(caplog):
         render("a bell ringing ten times then a whistle blowing ten times", 0, duration_s=2.0)
     with pytest.raises(CaptionError, match="does not apply"):
         render("a dog barking", 0, defect="swap")
+    with pytest.raises(CaptionError, match="no counted event"):
+        render("a dog barking", 0, defect="count")
     with pytest.raises(Exception, match="unknown world judge"):
         make_judge("world-judge-z")
 
@@ -160,3 +187,11 @@ def test_temporal_metrics_against_caption():
     assert m.ordering_error_rate == 1.0 and m.presence_recall == 1.0 and m.onset_error_s is None
     missing = render(scene, 3, defect="missing", duration_s=DURATION)
     assert temporal_metrics(scene, detect_cached(missing.wave)).presence_recall == 0.5
+    counted = parse_caption("A dog barking twice then a bell ringing three times")
+    faithful = temporal_metrics(counted, detect_cached(render(counted, 3, duration_s=DURATION).wave))
+    assert faithful.count_error_rate == 0.0 and faithful.n_counted == 2
+    wrong = render(counted, 3, defect="count", duration_s=DURATION)
+    assert sorted(e.count for e in wrong.events) != [2, 3]  # one repeat dropped or added
+    m = temporal_metrics(counted, detect_cached(wrong.wave))
+    assert m.count_error_rate == 0.5 and m.n_counted == 2 and m.ordering_error_rate == 0.0
+    assert temporal_metrics(wrong.events, detect_cached(wrong.wave)).count_error_rate == 0.0  # heard as rendered

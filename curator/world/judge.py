@@ -5,9 +5,14 @@ non-negative mix of fixed spectral templates — a few per event, learned once b
 (scikit-learn) on clean solo renders of that event, plus two noise templates — with
 multiplicative updates (KL divergence) for the activations. An event sounds in a frame when it
 explains most of the energy in its own bands; frames become segments (onset, offset, strength).
+Occurrences of a discrete event (a bell rung three times) are counted as onsets — sharp rises of
+the energy the event explains, near its own peak level — within the run of segments where it is
+heard best (a caption names each event once, so its repeats sound together); a bird's call is
+three chirps, so its chirps are counted and divided by three.
 
 Score (`WorldJudge.score`): CLAP-like alignment in [0, 1] of (caption, clip) from
     recall of the caption's events × precision (extra events lower it) × ordering term ×
+    count term (a counted event heard a different number of times lowers it) ×
     quality (share of the clip's energy that events, not noise, explain),
 mapped to [lo, hi] so that a faithful render scores ≈ 0.6–0.8 and each missing, misordered or
 extra event lowers it — the ranges where the paper's thresholds (PAPER.md §4.1.2: α1 0.45,
@@ -18,7 +23,8 @@ A caption the grammar cannot parse scores 0.0 — below every threshold, so the 
 pairs — with one warning per caption naming it. An empty clip is refused (CaptionError).
 
 `temporal_metrics` reports STEAM-style figures (PAPER.md §5.3): event presence (precision,
-recall), ordering error rate, onset error — against the caption, or against a render's truth.
+recall), ordering error rate, onset error, count error rate — against the caption, or against a
+render's truth.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+from scipy.signal import find_peaks
 
 from curator.errors import CuratorError
 from curator.world.grammar import EVENTS, CaptionError, Mention, Scene, parse_caption
-from curator.world.render import SAMPLE_RATE, RenderedEvent, _pink_noise, synth_mention
+from curator.world.render import MIN_SPACING_S, SAMPLE_RATE, RenderedEvent, _pink_noise, repeat_spacing, synth_mention
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,14 @@ MERGE_GAP_S = 0.3  # gaps between repeats of one event shorter than this are bri
 MIN_SEGMENT_S = 0.05
 PRESENT = 0.6  # strength from which an event counts as heard
 EVENT_KEYS = tuple(EVENTS)
+# counting occurrences
+ONSET_RISE_DB = 3.0  # an onset: the event's energy rises this much within ONSET_LAG frames
+ONSET_LAG = 2
+ONSET_NEAR_DB = 6.0  # ... to within this of the event's peak level (repeats share one level)
+ONSET_FLOOR_DB = 25.0  # quieter than this below the peak is silence (no rises out of the noise floor)
+ONSET_RAW_RATIO = 0.35  # a repeat masked by an overlapping event still counts where it explains this share
+SUSTAINED = ("horn", "whistle")  # steady tones: envelope smoothed over 5 frames (vibrato is no onset)
+CHIRPS = {"bird": (3, 0.09)}  # a call made of sub-units: (units per call, seconds between them)
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,7 @@ class Detection:
     segments: tuple[Segment, ...]
     strength: dict[str, float]  # per event: best segment strength weighted by length (0: absent)
     onset: dict[str, float]  # per detected event: onset of its first segment
+    count: dict[str, int]  # per heard discrete event: occurrences counted (textures: absent)
     quality: float  # share of the clip's energy explained by events (vs noise and residual)
 
     def present(self, threshold: float = PRESENT) -> list[str]:
@@ -164,15 +180,18 @@ def detect(wave: np.ndarray) -> Detection:
     in_bands = np.einsum("ef,ft->et", profile, V)  # energy in each event's bands
     mine = np.einsum("ef,eft->et", profile, E)
     loud_enough = E.sum(axis=1) > total.max() * 10 ** (EVENT_GATE_DB / 10)
-    ratio = _smooth(np.where(gate & loud_enough, mine / (in_bands + 1e-12), 0.0))
+    raw = np.where(gate & loud_enough, mine / (in_bands + 1e-12), 0.0)
+    ratio = _smooth(raw)
     active = ratio >= ACTIVE_RATIO
     segments: list[Segment] = []
     strength: dict[str, float] = {}
     onset: dict[str, float] = {}
+    count: dict[str, int] = {}
     merge = int(round(MERGE_GAP_S / FRAME_S))
     for e, key in enumerate(EVENT_KEYS):
         segs = _runs(active[e], merge)
         best = 0.0
+        scored = []  # (start, end, weighted strength) frames
         for a, b in segs:
             dur = (b - a) * FRAME_S
             if dur < MIN_SEGMENT_S:
@@ -180,12 +199,52 @@ def detect(wave: np.ndarray) -> Detection:
             st = float(ratio[e, a:b][active[e, a:b]].mean())
             segments.append(Segment(key, round(a * FRAME_S, 4), round(b * FRAME_S, 4), round(st, 4)))
             best = max(best, st * min(1.0, dur / 0.15))
+            scored.append((a, b, st * min(1.0, dur / 0.15)))
             onset.setdefault(key, a * FRAME_S)
         strength[key] = best
+        if not EVENTS[key].texture and best >= PRESENT:
+            count[key] = _count(key, E[e].sum(axis=0), raw[e], scored)
     events_energy = E.sum(axis=(0, 1))
     quality = float(events_energy[gate].sum() / (total[gate].sum() + 1e-12)) if gate.any() else 0.0
     segments.sort(key=lambda s: (s.onset_s, s.event))
-    return Detection(tuple(segments), strength, onset, min(1.0, quality))
+    return Detection(tuple(segments), strength, onset, count, min(1.0, quality))
+
+
+def _count(key: str, energy: np.ndarray, raw: np.ndarray, segs: list[tuple[int, int, float]]) -> int:
+    """Occurrences of a discrete event: onsets in the run of segments where it is heard best.
+
+    energy: (T,) energy the event explains per frame; raw: (T,) unsmoothed share of its bands'
+    energy it explains; segs: its segments as (start, end, strength) in frames, in time order.
+    """
+    T = energy.size
+    reach = int(round((repeat_spacing(key) + 0.1) / FRAME_S))  # a repeat comes at most this far after the last
+    runs = [[segs[0]]]
+    for sg in segs[1:]:
+        if sg[0] - runs[-1][-1][1] <= reach:
+            runs[-1].append(sg)
+        else:
+            runs.append([sg])
+    run = max(runs, key=lambda r: max(s[2] for s in r))
+    heard = np.zeros(T, dtype=bool)  # frames of the run's segments (a little wider)
+    for a, b, _ in run:
+        heard[max(0, a - 3):b + 3] = True
+    region = np.zeros(T, dtype=bool)
+    region[max(0, run[0][0] - 3):run[-1][1] + reach] = True
+    if key in SUSTAINED:
+        energy = np.convolve(energy, np.ones(5) / 5, mode="same")
+    db = 10 * np.log10(energy + 1e-20)
+    peak = db[heard].max()
+    db = np.maximum(db, peak - ONSET_FLOOR_DB)
+    rise = np.zeros(T)
+    rise[ONSET_LAG:] = db[ONSET_LAG:] - db[:-ONSET_LAG]
+    ahead = np.lib.stride_tricks.sliding_window_view(np.pad(db, (0, 3), mode="edge"), 4).max(axis=1)
+    raw_ahead = np.lib.stride_tricks.sliding_window_view(np.pad(raw, (0, 3), mode="edge"), 4).max(axis=1)
+    ok = region & (ahead >= peak - ONSET_NEAR_DB) & (heard | (raw_ahead >= ONSET_RAW_RATIO))
+    rise[~ok] = 0.0
+    per_call, gap_s = CHIRPS.get(key, (1, MIN_SPACING_S[key]))
+    distance = max(1, int(0.8 * gap_s / FRAME_S) if per_call == 1 else int(round(0.7 * gap_s / FRAME_S)))
+    peaks, _ = find_peaks(np.concatenate([[0.0], rise, [0.0]]), height=ONSET_RISE_DB, distance=distance)
+    return max(1, int(round(peaks.size / per_call)))
 
 
 def _runs(mask: np.ndarray, merge: int) -> list[tuple[int, int]]:
@@ -210,6 +269,8 @@ class TemporalMetrics:
     onset_error_s: float | None  # mean |detected − true onset| (None without a timed reference)
     n_expected: int
     n_detected: int
+    count_error_rate: float = 0.0  # share of counted events (detected) heard a different number of times
+    n_counted: int = 0  # counted events the rate is over: the caption's stated counts, or a render's repeats
 
 
 def temporal_metrics(reference: Scene | Sequence[RenderedEvent] | str, detection: Detection,
@@ -222,10 +283,12 @@ def temporal_metrics(reference: Scene | Sequence[RenderedEvent] | str, detection
         expected = reference.events()
         pairs = reference.before_pairs()
         true_onset = None
+        true_count = {m.event: m.count for m in reference.mentions if m.count is not None}
     else:
         expected = [r.event for r in reference]
         pairs = [(a.event, b.event) for a in reference for b in reference if a.group < b.group]
         true_onset = {r.event: r.onset_s for r in reference}
+        true_count = {r.event: r.count for r in reference if r.count is not None}
     found = set(detection.present(threshold))
     hit = [e for e in expected if e in found]
     recall = len(hit) / len(expected) if expected else 1.0
@@ -236,7 +299,9 @@ def temporal_metrics(reference: Scene | Sequence[RenderedEvent] | str, detection
     onset_err = None
     if true_onset is not None and hit:
         onset_err = float(np.mean([abs(detection.onset[e] - true_onset[e]) for e in hit]))
-    return TemporalMetrics(recall, precision, oer, onset_err, len(expected), len(found))
+    counted = [e for e in true_count if e in found and e in detection.count]
+    cer = sum(detection.count[e] != true_count[e] for e in counted) / len(counted) if counted else 0.0
+    return TemporalMetrics(recall, precision, oer, onset_err, len(expected), len(found), cer, len(counted))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,13 +313,14 @@ class JudgeVariant:
     hi: float  # score of a perfect match
     precision_power: float  # weight of extra events
     order_weight: float  # penalty when any ordered pair is wrong (plus the same × error rate)
+    count_weight: float  # penalty when any counted event is heard a wrong number of times (plus × rate)
     quality_power: float  # weight of noise
     noise_std: float  # deterministic jitter, seeded by (audio, text)
 
 
 VARIANTS = {
-    "world-judge-a": JudgeVariant(lo=0.30, hi=0.72, precision_power=1.0, order_weight=0.35, quality_power=1.0, noise_std=0.012),
-    "world-judge-b": JudgeVariant(lo=0.36, hi=0.79, precision_power=1.3, order_weight=0.30, quality_power=0.8, noise_std=0.015),
+    "world-judge-a": JudgeVariant(lo=0.30, hi=0.72, precision_power=1.0, order_weight=0.35, count_weight=0.2, quality_power=1.0, noise_std=0.012),
+    "world-judge-b": JudgeVariant(lo=0.36, hi=0.79, precision_power=1.3, order_weight=0.30, count_weight=0.25, quality_power=0.8, noise_std=0.015),
 }
 UNPARSEABLE_SCORE = 0.0  # below every threshold of PAPER.md §4.1.2, so such pairs never survive
 
@@ -274,7 +340,10 @@ def alignment(scene: Scene, det: Detection, v: JudgeVariant) -> float:
     judged = [(a, b) for a, b in scene.before_pairs() if a in det.onset and b in det.onset and p[a] > 0.5 and p[b] > 0.5]
     wrong = sum(det.onset[a] >= det.onset[b] - 0.05 for a, b in judged)
     order = 1.0 - v.order_weight * (wrong > 0) - v.order_weight * (wrong / len(judged) if judged else 0.0)
-    match = recall * precision ** v.precision_power * order * det.quality ** v.quality_power
+    counted = [m for m in scene.mentions if m.count is not None and p[m.event] > 0.5 and m.event in det.count]
+    miscounted = sum(det.count[m.event] != m.count for m in counted)
+    counts = 1.0 - v.count_weight * (miscounted > 0) - v.count_weight * (miscounted / len(counted) if counted else 0.0)
+    match = recall * precision ** v.precision_power * order * counts * det.quality ** v.quality_power
     return v.lo + (v.hi - v.lo) * match
 
 

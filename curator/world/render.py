@@ -11,25 +11,26 @@ knocking = sharp clicks exciting a damped wooden resonance.
 jitter, pitch and level) and returns the audio with the ground truth (which a test may compare
 against; the judge never sees it). `WorldGenerator` is the `Generator` backend: the number of
 denoising steps sets the render quality (background noise) and the chance of one of the failure
-modes Tango 2's strategies rely on — a missing event, a swapped order, an extra event, noise.
+modes Tango 2's strategies rely on — a missing event, a swapped order, an extra event, noise,
+or a wrong count (one repeat of a counted event dropped or added).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from curator.world.grammar import EVENTS, CaptionError, Mention, Scene, parse_caption
+from curator.world.grammar import EVENTS, MAX_COUNT, CaptionError, Mention, Scene, parse_caption
 
 SAMPLE_RATE = 16_000  # Tango's rate (PAPER.md §3.1)
 DEFAULT_DURATION_S = 10.24  # Tango's clip length (PAPER.md §3.1)
 MIN_DURATION_S = 1.0
-DEFECTS = ("missing", "swap", "extra", "noise")
+DEFECTS = ("missing", "swap", "extra", "noise", "count")  # new kinds go last: the index seeds the render
 EVENT_RMS = 0.08  # every unit is normalised to this RMS before its level modifier
 LEVEL_DB = {"loud": 4.0, None: 0.0, "soft": -7.0}
 DISTANT_DB = -5.0
@@ -44,6 +45,7 @@ class RenderedEvent:
     onset_s: float
     offset_s: float
     group: int  # position of its group on the timeline
+    count: int | None = None  # repeats of a discrete event (None: a continuous texture)
 
 
 @dataclass(frozen=True)
@@ -183,13 +185,22 @@ _UNITS = {"bell": (_bell, 0.55), "dog": (_dog, 0.3), "horn": (_horn, 0.6), "bird
           "whistle": (_whistle, 0.8), "knock": (_knock, 0.18)}  # unit, spacing between repeats (s)
 _TEXTURES = {"siren": _siren, "rain": _rain, "footsteps": _footsteps, "engine": _engine}
 TEXTURE_S = (1.8, 2.6)  # natural length range of a texture
+# closest two repeats may come when a crowded clip compresses the timeline: still heard as two
+# (a horn or whistle overlapping its own repeat would merge into one long tone; a bell needs to
+# decay a little before it is struck again)
+MIN_SPACING_S = {"bell": 0.4, "dog": 0.15, "horn": 0.5, "bird": 0.25, "whistle": 0.7, "knock": 0.09}
+
+
+def repeat_spacing(event: str, stretch: float = 1.0) -> float:
+    """Seconds between repeats of a discrete event at a compression `stretch` (≤ 1)."""
+    return max(MIN_SPACING_S[event], _UNITS[event][1] * stretch)
 
 
 def natural_length(m: Mention) -> float:
     """Seconds a mention takes before the timeline is fitted to the clip."""
     if m.spec.texture:
         return sum(TEXTURE_S) / 2
-    unit, spacing = _UNITS[m.event]
+    spacing = _UNITS[m.event][1]
     active = {"bell": 0.7, "dog": 0.18, "horn": 0.4, "bird": 0.33, "whistle": 0.6, "knock": 0.06}[m.event]
     return spacing * (m.repeats - 1) + active
 
@@ -201,7 +212,7 @@ def _span(group: list[Mention], scale: float) -> float:
         if m.spec.texture:
             out = max(out, max(0.4, natural_length(m) * scale))
         else:
-            spacing = _UNITS[m.event][1] * max(0.5, scale)
+            spacing = repeat_spacing(m.event, max(0.5, scale))
             out = max(out, natural_length(m) - _UNITS[m.event][1] * (m.repeats - 1) + spacing * (m.repeats - 1))
     return out
 
@@ -227,8 +238,8 @@ def synth_mention(m: Mention, rng: np.random.Generator, length_s: float, stretch
     if m.spec.texture:
         x, active = _TEXTURES[m.event](rng, pitch, length_s)
     else:
-        unit_fn, spacing = _UNITS[m.event]
-        spacing *= stretch
+        unit_fn = _UNITS[m.event][0]
+        spacing = repeat_spacing(m.event, stretch)
         parts = []
         for j in range(m.repeats):
             u, act = unit_fn(rng, pitch)
@@ -251,13 +262,16 @@ def synth_mention(m: Mention, rng: np.random.Generator, length_s: float, stretch
 # Defects and the timeline
 
 def applicable_defects(scene: Scene) -> tuple[str, ...]:
-    """Defects that change this scene ("swap" needs two groups in sequence; "extra" a free event)."""
+    """Defects that change this scene ("swap" needs two groups in sequence; "extra" a free event;
+    "count" an event whose count the caption states)."""
     out = ["missing"]
     if len(scene.groups()) >= 2:
         out.append("swap")
     if len(scene.mentions) < len(EVENTS):
         out.append("extra")
     out.append("noise")
+    if any(m.count is not None for m in scene.mentions):
+        out.append("count")
     return tuple(out)
 
 
@@ -265,7 +279,8 @@ def _apply_defect(scene: Scene, groups: list[list[Mention]], defect: str, rng) -
     if defect not in DEFECTS:
         raise CaptionError(f"unknown defect {defect!r} (known: {', '.join(DEFECTS)})")
     if defect not in applicable_defects(scene):
-        raise CaptionError(f"caption {scene.text()!r}: defect {defect!r} does not apply (one group only)")
+        why = "no counted event" if defect == "count" else "one group only"
+        raise CaptionError(f"caption {scene.text()!r}: defect {defect!r} does not apply ({why})")
     groups = [list(g) for g in groups]
     if defect == "missing":
         flat = [(gi, mi) for gi, g in enumerate(groups) for mi in range(len(g))]
@@ -280,6 +295,13 @@ def _apply_defect(scene: Scene, groups: list[list[Mention]], defect: str, rng) -
         free = [k for k in EVENTS if k not in scene.events()]
         key = free[int(rng.integers(len(free)))]
         groups.insert(int(rng.integers(len(groups) + 1)), [Mention(key)])
+    elif defect == "count":
+        # one occurrence of a counted event dropped or added ("twice" rendered once or three times)
+        counted = [(gi, mi) for gi, g in enumerate(groups) for mi, m in enumerate(g) if m.count is not None]
+        gi, mi = counted[int(rng.integers(len(counted)))]
+        m = groups[gi][mi]
+        step = 1 if m.count == 1 else -1 if m.count >= MAX_COUNT else int(rng.choice([-1, 1]))
+        groups[gi][mi] = replace(m, count=m.count + step)
     return groups
 
 
@@ -342,7 +364,8 @@ def render(scene: Scene | str, seed: int, *, defect: str | None = None, duration
                 seg = x[: max(0, n - i)]
                 wave[i:i + seg.size] += seg
                 off = min(duration_s, start + active)
-                truth.append(RenderedEvent(m.event, round(start, 4), round(off, 4), gi))
+                truth.append(RenderedEvent(m.event, round(start, 4), round(off, 4), gi,
+                                           None if m.spec.texture else m.repeats))
                 end = max(end, off)
             at = end + (gaps[gi] if gi < len(gaps) else 0.0)
     signal_rms = np.sqrt(np.mean(wave ** 2)) if np.any(wave) else EVENT_RMS * 0.3
@@ -413,7 +436,7 @@ class WorldGenerator:
         try:
             return render(scene, seed, defect=defect, duration_s=duration_s, noise_snr_db=snr)
         except CaptionError:
-            if defect != "extra":
+            if defect not in ("extra", "count"):
                 raise
-            # an extra event that does not fit: the failure becomes a missing one instead
+            # an extra event or repeat that does not fit: the failure becomes a missing one instead
             return render(scene, seed, defect="missing", duration_s=duration_s, noise_snr_db=snr)

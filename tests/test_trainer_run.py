@@ -1,5 +1,6 @@
 """`trainer run` on the tiny Tango: gradients, overfitting 8 pairs, SFT → DPO, resume, the CLI
-end to end, and the bad inputs that must end in one clear line."""
+end to end, the bad inputs that must end in one clear line, and the reference pre-pass
+(trainer/reference.py: its terms are the live pass's, and a rerun reuses them)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from curator.errors import CuratorError
 from trainer.cache import FeatureCache, build_features
 from trainer.config import TrainConfig
 from trainer.data import load_export
+from trainer.reference import CHUNK, ReferenceTable
 from trainer.synthetic import write_export
 from trainer.train import dpo_forward, load_features, make_batch, micro_generator, pair_terms, run_training
 
@@ -238,3 +240,62 @@ def test_bad_input_is_one_line(case, base, tmp_path):
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and expect in lines[0].lower(), res.output
+
+
+# --------------------------------------------------------------------------- the reference pre-pass
+
+REF_RUN = dict(dpo_epochs=2, uncond_prob=0.5)  # 1 SFT + 2 DPO epochs of 2 steps, with dropout
+
+
+def test_precomputed_reference_trains_like_the_live_pass(base, export, tmp_path, one_torch_thread):
+    live = tmp_path / "live"
+    run_training(_cfg(base, export, live, precompute_reference=False, **REF_RUN), lambda: load_export(export), progress=False)
+    pre = tmp_path / "pre"
+    run_training(_cfg(base, export, pre, **REF_RUN), lambda: load_export(export), progress=False)
+    want, got = _metrics(live), _metrics(pre)
+    assert [m["phase"] for m in got] == ["sft", "sft", "dpo", "dpo", "dpo", "dpo"]
+    assert not (live / "cache" / "reference").exists()
+    for a, b in zip(want, got, strict=True):
+        for key in ("loss", "rewards/margins", "rewards/accuracies", "mse/ref_chosen", "mse/ref_rejected",
+                    "mse/model_chosen", "grad_norm"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-8), (a["step"], key)
+    # 4 DPO steps × 2 micro-batches on one process, in one chunk
+    (folder,) = (pre / "cache" / "reference").iterdir()
+    (chunk,) = folder.iterdir()
+    table = torch.load(chunk, weights_only=True)
+    assert table.shape == (8, 4)  # (micro-batches, 2B)
+    assert torch.all(table > 0)
+
+
+def test_rerun_with_another_beta_reuses_the_reference(base, export, tmp_path, one_torch_thread):
+    cache = tmp_path / "cache"
+    run_training(_cfg(base, export, tmp_path / "a", cache_dir=str(cache), **REF_RUN), lambda: load_export(export), progress=False)
+    (folder,) = (cache / "reference").iterdir()
+    stamp = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    run_training(_cfg(base, export, tmp_path / "b", cache_dir=str(cache), beta=500.0, learning_rate=3e-4, **REF_RUN),
+                 lambda: load_export(export), progress=False)
+    assert [p.name for p in (cache / "reference").iterdir()] == [folder.name]
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamp  # nothing recomputed
+    # another seed draws other noise: another key
+    run_training(_cfg(base, export, tmp_path / "c", cache_dir=str(cache), seed=1, **REF_RUN), lambda: load_export(export),
+                 progress=False)
+    assert len(list((cache / "reference").iterdir())) == 2
+
+
+def test_table_fills_only_missing_chunks_and_checks_its_range(tmp_path):
+    calls = []
+
+    def compute(micro):
+        calls.append(micro)
+        return torch.full((4,), float(micro))
+
+    table = ReferenceTable(tmp_path / "ref", first=10, count=CHUNK + 3)
+    assert table.fill(compute, progress=False) == CHUNK + 3
+    (tmp_path / "ref" / "chunk-000001.pt").unlink()  # an interrupted pre-pass: the last chunk missing
+    calls.clear()
+    again = ReferenceTable(tmp_path / "ref", first=10, count=CHUNK + 3)
+    assert again.fill(compute, progress=False) == 3 and calls == [10 + CHUNK, 11 + CHUNK, 12 + CHUNK]
+    assert float(again[10][0]) == 10.0 and float(again[10 + CHUNK + 2][0]) == 10.0 + CHUNK + 2
+    with pytest.raises(IndexError, match="outside"):
+        again[9]

@@ -24,16 +24,19 @@ from curator.errors import CuratorError
 TINY = "tiny"
 
 
-def _pipeline_kind(spec: str) -> str | None:
-    from curator.models.audioldm import PIPELINES, pipeline_class_of
+def model_kind(spec: str) -> str:
+    """"tango" or "audioldm" for SPEC, by the generator's detection (curator.generate.backends);
+    what cannot be trained is refused in one line."""
+    from curator.generate.backends import detect_backend
 
-    cls = pipeline_class_of(spec)
-    if cls is None:
-        return None
-    if cls not in PIPELINES:
-        raise CuratorError(f"--model {spec}: model_index.json names {cls}; trainer run trains Tango checkpoints and "
-                           "AudioLDMPipeline folders")
-    return PIPELINES[cls]
+    kind = detect_backend(spec)
+    if kind == "world":
+        raise CuratorError("--model world: the miniature world renders audio procedurally and has no UNet to train; "
+                           "use tiny, a Tango checkpoint or an AudioLDM pipeline")
+    if kind == "audioldm2":
+        raise CuratorError(f"--model {spec}: AudioLDM2 is not trainable here yet (its UNet takes two cross-attention "
+                           "streams from a GPT-2 prior); train a Tango or AudioLDM model")
+    return kind
 
 
 def resolve_model(spec: str, out_dir: str | Path) -> str:
@@ -45,22 +48,9 @@ def resolve_model(spec: str, out_dir: str | Path) -> str:
 
             build_tiny_tango(folder, seed=0)
         return str(folder.resolve())
+    model_kind(spec)
     path = Path(spec).expanduser()
-    if path.is_dir():
-        if (path / "model_index.json").is_file():
-            _check_trainable_kind(spec, _pipeline_kind(str(path)))
-            return str(path.resolve())
-        if not (path / "main_config.json").is_file():
-            raise CuratorError(f"--model {spec}: neither a Tango checkpoint folder (main_config.json) nor a diffusers "
-                               "AudioLDMPipeline folder (model_index.json)")
-        return str(path.resolve())
-    return spec  # a hub id; the loader says clearly when it cannot be fetched
-
-
-def _check_trainable_kind(spec: str, kind: str | None) -> None:
-    if kind == "audioldm2":
-        raise CuratorError(f"--model {spec}: AudioLDM2 is not trainable here yet (its UNet takes two cross-attention "
-                           "streams from a GPT-2 prior); train a Tango or AudioLDM model")
+    return str(path.resolve()) if path.is_dir() else spec  # a hub id: the loader says when it cannot be fetched
 
 
 def is_audioldm(model) -> bool:
@@ -70,12 +60,7 @@ def is_audioldm(model) -> bool:
 def load_base(spec: str):
     """The model SPEC names (Tango or AudioLDM) through the curator's loaders, then the checks
     training needs, each one line."""
-    path = Path(spec).expanduser()
-    kind = None
-    if (path / "model_index.json").is_file() or (not path.exists() and "/" in spec and not spec.startswith("declare-lab/")):
-        kind = _pipeline_kind(spec)
-        _check_trainable_kind(spec, kind)
-    if kind == "audioldm":
+    if model_kind(spec) == "audioldm":
         from curator.models.audioldm import load_audioldm_model
 
         model = load_audioldm_model(spec)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import torch
 
 from curator.errors import CuratorError
+from curator.models.tango import MelLatentParts
 
 PIPELINES = {"AudioLDMPipeline": "audioldm", "AudioLDM2Pipeline": "audioldm2"}
 
@@ -59,7 +60,7 @@ def load_pipeline(spec: str, kind: str, *, device: str | torch.device = "cpu", d
 
 
 @dataclass
-class AudioLDMModel:
+class AudioLDMModel(MelLatentParts):
     """An AudioLDMPipeline's parts in the shape the trainer and curator.models.tango's mel/latent
     helpers read (tokenizer, text_encoder, unet, vae, vocoder, scheduler, stft, mel_basis).
 
@@ -84,18 +85,6 @@ class AudioLDMModel:
     source: str
     null_prompt: str = ""
     kind: str = "audioldm"
-
-    @property
-    def sample_rate(self) -> int:
-        return self.stft.sampling_rate
-
-    @property
-    def vae_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
 
 
 def load_audioldm_model(spec: str, *, device: str | torch.device = "cpu") -> AudioLDMModel:

@@ -261,8 +261,26 @@ def _vocoder_config(data: dict[str, Any], where: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the model
 
 
+class MelLatentParts:
+    """What the mel/latent helpers below read of a model, shared by Tango and the AudioLDM
+    training view (curator.models.audioldm.AudioLDMModel): `stft`, `vae`, `unet`."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.stft.sampling_rate
+
+    @property
+    def vae_factor(self) -> int:
+        """Time/frequency downsampling of the VAE (4 for AudioLDM's)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
 @dataclass
-class Tango:
+class Tango(MelLatentParts):
     """A loaded Tango: every part, and what is needed to save it again."""
 
     tokenizer: Any  # transformers tokenizer of the text encoder
@@ -278,21 +296,8 @@ class Tango:
     stft_buffers: dict[str, torch.Tensor] = field(default_factory=dict)  # pytorch_model_stft.bin as read
 
     @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
-
-    @property
-    def sample_rate(self) -> int:
-        return self.stft.sampling_rate
-
-    @property
-    def vae_factor(self) -> int:
-        """Time/frequency downsampling of the VAE (4 for AudioLDM's)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Tango":
         for module in (self.text_encoder, self.unet, self.vae, self.vocoder):

@@ -119,6 +119,21 @@ def disable_user(session: Session, name: str) -> User:
     return user
 
 
+def enable_user(session: Session, name: str) -> User:
+    """A disabled account may log in again (with its old password unless it was changed)."""
+    user = get_user(session, name)
+    user.active = True
+    session.flush()
+    return user
+
+
+def user_dict(user: User) -> dict:
+    """An account as plain data (never the hash): name, role, active, created and last login."""
+    return {"name": user.name, "role": user.role, "active": bool(user.active),
+            "created_at": user.created_at.isoformat() if user.created_at else None,
+            "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None}
+
+
 def verify_login(session: Session, name: str, password: str) -> AuthUser | None:
     """The user when NAME/PASSWORD match an active account, else None (never raises on bad input)."""
     if not isinstance(name, str) or not isinstance(password, str) or not name or not password:

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from curator.cli.common import AudioRootOpt, DB_DEFAULT, DbOpt, user_errors
+from curator.cli.common import AudioRootOpt, DB_DEFAULT, DbOpt, user_errors, version_option
 
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -19,6 +19,7 @@ def serve(
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
     audio_root: AudioRootOpt = None,
     concurrency: int = typer.Option(16, "--concurrency", min=1, max=256, help="Events handled at once per event."),
+    version: bool = version_option("annotate-ui"),
 ) -> None:
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
     from sqlalchemy import func, select

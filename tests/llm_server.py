@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 for tests (real `openai` client, no mocks).
 
 It answers /v1/chat/completions according to a word in the caption: RATE → 429 once then an
-answer, BOOM → 500 twice then an answer, SLOW → sleeps past the client timeout once, MALFORMED →
+answer, THROTTLE → 429 with Retry-After: 2 once then an answer, BOOM → 500 twice then an answer, SLOW → sleeps past the client timeout once, MALFORMED →
 prose with no list, NOTJSON → a 200 body that is not JSON, DOWN → always 503, else a numbered list
 of five variants. It counts requests per caption and the most in flight.
 """
@@ -57,6 +57,8 @@ class FakeLLM:
 
     def answer(self, h, path, body, caption, n):
         assert path == "/v1/chat/completions"
+        if "THROTTLE" in caption and n == 1:  # a 429 asking for a 2 s pause
+            return self.send(h, 429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"Retry-After": "2"})
         if "RATE" in caption and n == 1:
             return self.send(h, 429, {"error": {"message": "rate limited", "type": "rate_limit"}}, {"Retry-After": "0"})
         if "BOOM" in caption and n <= 2:

@@ -197,7 +197,7 @@ def test_cli_unknown_strategy_and_unmigrated_store(tmp_path, sqlite_store_url):
     runner = CliRunner()
     res = runner.invoke(app, ["generate", "--strategy", "4", "--model", "tiny", "--db", sqlite_store_url])
     assert res.exit_code == 2
-    assert "unknown strategy '4'" in res.output and len(res.output.strip().splitlines()) == 1
+    assert "'4' is not one of '1.1', '1.2', '2', '3'" in res.output and len(res.output.strip().splitlines()) == 1
     res = runner.invoke(app, ["generate", "--strategy", "1.1", "--model", "tiny", "--db",
                               f"sqlite:///{tmp_path / 'empty.db'}"])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1

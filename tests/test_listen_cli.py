@@ -149,6 +149,9 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
         with pytest.raises(CuratorError, match="closed"):
             L.undo_last(s, ls.id, users[0].id)
     assert "8 of 8 clips" in ok(listen("results", "s1", db=store_url))
+    doc = json.loads(ok(listen("results", "s1", "--json", db=store_url)))
+    assert doc["excluded_raters"] == ["rater2"] and [x["name"] for x in doc["systems"]] == ["set-a", "set-b"]
+    assert doc["systems"][0]["ovl"]["mean"] == pytest.approx(expect.systems[0].ovl.mean)
     assert "s1 is now open" in ok(listen("open", "s1", db=store_url))
     assert "s1\topen" in ok(listen("list", "--open-only", db=store_url))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -147,6 +148,18 @@ def test_cli_pairs_stats_presets(store_url, tmp_path):
     assert total_line.split()[1:] == ["7", "8"]
     res = runner.invoke(app, ["presets", "list", "--db", store_url])
     assert "paper" in res.output and "loose" in res.output and "ana" in res.output
+    # --json: the same facts as one JSON document
+    res = runner.invoke(app, ["stats", "--preset", "loose", "--json", "--db", store_url])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert (doc["kept"]["total"], doc["pool"]["total"], doc["preset"]) == (7, 8, "loose")
+    assert doc["thresholds"]["delta2_min"] == 0.0 and doc["models"] == ["judge-a", "judge-b"]
+    h = doc["histograms"]["alpha1"]
+    assert len(h["edges"]) == len(h["kept"]) + 1 and sum(h["kept"]) == 7 and sum(h["kept"]) + sum(h["dropped"]) == 8
+    res = runner.invoke(app, ["presets", "list", "--json", "--db", store_url])
+    presets = {p["name"]: p for p in json.loads(res.output)}
+    assert set(presets) == {"paper", "loose"} and presets["loose"]["author"] == "ana"
+    assert presets["paper"]["alpha1"] == 0.45
     res = runner.invoke(app, ["presets", "show", "loose", "--db", store_url])
     assert res.exit_code == 0 and "delta2_min" in res.output and "0.0" in res.output
     # bad input: one line, exit 2

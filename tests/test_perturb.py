@@ -5,6 +5,7 @@ The server is tests/llm_server.py (http.server in a thread on 127.0.0.1).
 
 from __future__ import annotations
 
+import openai
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -103,6 +104,48 @@ def test_retries_raw_storage_malformed_and_rerun(session, llm):
     assert other.asked == 1 and llm.total == before + 1
 
 
+def test_retries_wait_for_retry_after_with_jitter(session, llm):
+    """Eight threads hit a 429 asking for 2 s at once: each waits at least 2 s, and not in lockstep."""
+    import random
+    import threading
+
+    waits, lock = [], threading.Lock()
+
+    def sleep(s):
+        with lock:
+            waits.append(s)
+
+    p = _perturber(llm.url, timeout=10, max_backoff=30.0)
+    p.sleep, p.rng = sleep, random.Random(0)
+    caps = _captions(session, [f"THROTTLE sound {i}" for i in range(8)])
+    counts = run_perturbations(session, p, "2", captions=caps, concurrency=8, progress=False)
+    assert counts.asked == 8 and all(llm.counts[c.text] == 2 for c in caps)
+    assert len(waits) == 8 and all(2.0 <= w <= 3.0 for w in waits), waits  # Retry-After, then up to +50 %
+    assert len({round(w, 3) for w in waits}) == 8  # spread out, not one instant
+    # the cap still holds, and the exponential backoff grows per attempt
+    q = _perturber(llm.url, backoff=1.0, max_backoff=4.0, jitter=0.0)
+    assert [q.retry_wait(a) for a in range(4)] == [1.0, 2.0, 4.0, 4.0]
+    assert q.retry_wait(0, hinted=3.0) == 3.0 and q.retry_wait(0, hinted=60.0) == 4.0
+
+
+def test_retry_after_header_forms():
+    import email.utils
+
+    import httpx
+
+    from curator.perturb.llm import _retry_after
+
+    def exc(headers):
+        return openai.RateLimitError("429", response=httpx.Response(429, headers=headers,
+                                                                     request=httpx.Request("POST", "http://x")), body=None)
+
+    assert _retry_after(exc({"Retry-After": "7"})) == 7.0
+    assert _retry_after(exc({"retry-after-ms": "1500", "Retry-After": "7"})) == 1.5
+    date = email.utils.formatdate(1_000_030.0, usegmt=True)
+    assert _retry_after(exc({"Retry-After": date}), now=1_000_000.0) == pytest.approx(30.0)
+    assert _retry_after(exc({"Retry-After": "soon"})) is None and _retry_after(exc({})) is None
+
+
 def test_concurrency_limit(session):
     with FakeLLM(hold_for=3) as llm:
         caps = _captions(session, [f"sound number {i}" for i in range(12)])
@@ -179,7 +222,7 @@ def test_cli_strategy3_runs_on_t2_and_strategy2_needs_a_selection(sqlite_store_u
     res = runner.invoke(app, ["perturb", "--strategy", "2", "--model", "fake-gpt", "--base-url", llm.url, "--db", sqlite_store_url])
     assert res.exit_code == 2 and "no caption selection yet" in res.output
     res = runner.invoke(app, ["perturb", "--strategy", "5", "--model", "m", "--db", sqlite_store_url])
-    assert res.exit_code == 2 and "unknown perturbation strategy '5'" in res.output
+    assert res.exit_code == 2 and "'5' is not one of '2', '3'" in res.output  # --help lists the choices
     res = runner.invoke(app, ["perturb", "--strategy", "3", "--db", sqlite_store_url])
     assert res.exit_code == 2 and "--model is required" in res.output
     res = runner.invoke(app, ["perturb", "--strategy", "3", "--backend", "gpt", "--model", "m", "--db", sqlite_store_url])

@@ -42,9 +42,13 @@ def test_file_then_set_then_explicit(tmp_path):
     t = tmp_path / "c.toml"
     t.write_text("optimizer = 'adafactor'\nmax_steps = 7\n")
     assert load_config(t).optimizer == "adafactor"
-    bad = tmp_path / "c.yaml"
-    bad.write_text("beta: 1")
-    with pytest.raises(CuratorError, match=".json or .toml"):
+    y = tmp_path / "c.yaml"
+    y.write_text("# a YAML config\nbeta: 1000\nmixed_precision: bf16\ngradient_checkpointing: true\nreport_to: none\n")
+    c = load_config(y, ["seed=4"])
+    assert (c.beta, c.mixed_precision, c.gradient_checkpointing, c.seed) == (1000.0, "bf16", True, 4)
+    bad = tmp_path / "c.ini"
+    bad.write_text("beta=1")
+    with pytest.raises(CuratorError, match=".json, .toml or .yaml"):
         load_config(bad)
     with pytest.raises(CuratorError, match="expected an integer"):
         parse_set("max_steps=two")
@@ -94,3 +98,70 @@ def test_export_missing_column(tmp_path):
         load_export(tmp_path / "t.parquet")
     with pytest.raises(CuratorError, match="no .parquet files"):
         load_export(tmp_path / "nothing") if (tmp_path / "nothing").mkdir() is None else None
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("beta: 1000\nlearnin_rate: 1e-5\n", "unknown key(s) learnin_rate"),
+    ("tensorboard: true\n", "tensorboard: use report_to=tensorboard"),
+    ("beta: [1, 2\n", "is not valid yaml"),
+    ("- beta\n- 1\n", "expected a table"),
+    ("report_to: neptune\n", "report_to='neptune' is not one of none, tensorboard, wandb, trackio, mlflow"),
+])
+def test_bad_yaml_is_one_line(tmp_path, text, needle):
+    f = tmp_path / "c.yml"
+    f.write_text(text)
+    with pytest.raises(CuratorError) as err:
+        load_config(f)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_help_lists_every_key_from_the_field_metadata():
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from trainer.cli import app
+    from trainer.config import config_help
+
+    text = config_help()
+    lines = text.splitlines()
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert [ln.split(" ")[0] for ln in lines] == names  # one line per key, in field order
+    by_name = dict(zip(names, lines))
+    assert by_name["learning_rate"] == ("learning_rate (float, default 9.6e-07): peak learning rate "
+                                        "(arXiv 2404.09956 §5.1)")
+    assert "(bool, default true)" in by_name["precompute_reference"]
+    assert by_name["report_to"].startswith("report_to (none|tensorboard|wandb|trackio|mlflow, default 'none')")
+    assert "arXiv" not in by_name["out"]  # no paper section where the paper sets none
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["help"] in by_name[f.name]
+
+    res = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0
+    flat = " ".join(res.output.split())
+    for line in lines:
+        assert " ".join(line.split()) in flat, line
+
+
+def test_checkpoint_pruning_and_latest(tmp_path):
+    from trainer.train import STATE_FILE, checkpoint_steps, latest_checkpoint, prune_checkpoints
+
+    with pytest.raises(CuratorError, match="does not exist"):
+        latest_checkpoint(tmp_path / "none")
+    with pytest.raises(CuratorError, match="no checkpoint in"):
+        latest_checkpoint(tmp_path)
+    for k in (2, 10, 4, 6):
+        (tmp_path / f"step-{k}").mkdir()
+        (tmp_path / f"step-{k}" / STATE_FILE).write_text("{}")
+    (tmp_path / "step-99").mkdir()  # no state file: not a checkpoint (a crash mid-write leaves .step-K.tmp)
+    (tmp_path / ".step-12.tmp").mkdir()
+    assert [k for k, _ in checkpoint_steps(tmp_path)] == [2, 4, 6, 10]
+    assert latest_checkpoint(tmp_path).name == "step-10"  # numeric, not lexical order
+    assert prune_checkpoints(tmp_path, 0) == []
+    removed = prune_checkpoints(tmp_path, 2, keep=tmp_path / "step-2")  # the resumed-from one stays
+    assert [p.name for p in removed] == ["step-4", "step-6"]
+    assert [k for k, _ in checkpoint_steps(tmp_path)] == [2, 10]
+    (tmp_path / "step-12").mkdir()
+    (tmp_path / "step-12" / STATE_FILE).write_text("{}")
+    assert [p.name for p in prune_checkpoints(tmp_path, 2)] == ["step-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".step-12.tmp", "step-10", "step-12", "step-99"]

@@ -292,10 +292,79 @@ def test_table_fills_only_missing_chunks_and_checks_its_range(tmp_path):
 
     table = ReferenceTable(tmp_path / "ref", first=10, count=CHUNK + 3)
     assert table.fill(compute, progress=False) == CHUNK + 3
-    (tmp_path / "ref" / "chunk-000001.pt").unlink()  # an interrupted pre-pass: the last chunk missing
+    (tmp_path / "ref" / "chunk-000001-3.pt").unlink()  # an interrupted pre-pass: the last chunk missing
     calls.clear()
     again = ReferenceTable(tmp_path / "ref", first=10, count=CHUNK + 3)
     assert again.fill(compute, progress=False) == 3 and calls == [10 + CHUNK, 11 + CHUNK, 12 + CHUNK]
     assert float(again[10][0]) == 10.0 and float(again[10 + CHUNK + 2][0]) == 10.0 + CHUNK + 2
     with pytest.raises(IndexError, match="outside"):
         again[9]
+    # a longer run over the same plan (a resume with a higher max_steps): only the short last chunk is redone
+    calls.clear()
+    longer = ReferenceTable(tmp_path / "ref", first=10, count=CHUNK + 5)
+    assert longer.fill(compute, progress=False) == 5 and calls == [10 + CHUNK + k for k in range(5)]
+    assert float(longer[10 + CHUNK + 4][0]) == 10.0 + CHUNK + 4
+    shorter = ReferenceTable(tmp_path / "ref", first=10, count=20)  # reads the full chunk 0
+    assert shorter.fill(compute, progress=False) == 0 and float(shorter[29][0]) == 29.0
+
+
+def test_resume_latest_and_the_checkpoint_limit(tmp_path):
+    """`--resume latest` picks the highest step-K; checkpoints_total_limit removes the oldest after
+    each new one, but never the checkpoint the run resumed from."""
+    from trainer.cli import app
+
+    export_dir = write_export(tmp_path / "export", 2, duration_s=DUR)
+    out = tmp_path / "run"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"duration_s: {DUR}\ntrain_batch_size: 1\ngradient_accumulation_steps: 1\n"
+                   "checkpoint_every: 1\ncheckpoints_total_limit: 2\nlog_every: 1\n")
+    res = CliRunner().invoke(app, ["run", "--resume", "latest", "--out", str(out), "--quiet"])
+    assert res.exit_code == 2 and "--resume latest" in res.output and len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(app, ["run", "--config", str(cfg), "--model", "tiny", "--data", str(export_dir),
+                                   "--out", str(out), "--set", "max_steps=3", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.glob("step-*")) == ["step-2", "step-3"]
+    res = CliRunner().invoke(app, ["run", "--resume", "latest", "--out", str(out), "--set", "max_steps=5", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "trained 5 steps" in res.output
+    assert sorted(p.name for p in out.glob("step-*")) == ["step-3", "step-5"]  # step-3: resumed from
+    assert [m["step"] for m in _metrics(out)] == [1, 2, 3, 4, 5]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = CliRunner().invoke(app, ["run", "--resume", "latest", "--out", str(empty), "--quiet"])
+    assert res.exit_code == 2 and "no checkpoint in" in res.output
+
+
+def test_report_to_tensorboard_logs_what_metrics_jsonl_has(base, tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra (in [dev])")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    export = write_export(tmp_path / "e.parquet", 2, duration_s=DUR)
+    out = tmp_path / "run"
+    run_training(_cfg(base, export, out, train_batch_size=1, gradient_accumulation_steps=1, max_steps=3,
+                      report_to="tensorboard"), lambda: load_export(export), progress=False)
+    events = list((out / "trainer").rglob("events.out.tfevents.*"))
+    assert events, sorted(p.relative_to(out) for p in out.rglob("*"))
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    lines = _metrics(out)  # the source of truth: the tracker holds the same numbers
+    got = [(e.step, e.value) for e in acc.Scalars("loss")]
+    assert [s for s, _ in got] == [m["step"] for m in lines] == [1, 2, 3]
+    assert [v for _, v in got] == pytest.approx([m["loss"] for m in lines], rel=1e-6)
+
+
+def test_report_to_a_missing_tracker_names_the_extra(base, tmp_path, monkeypatch):
+    import importlib.util
+
+    from trainer.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    export = write_export(tmp_path / "e.parquet", 2, duration_s=DUR)
+    res = CliRunner().invoke(app, ["run", "--model", base, "--data", str(export), "--out", str(tmp_path / "run"),
+                                   "--set", f"duration_s={DUR}", "--set", "max_steps=1", "--set", "report_to=mlflow",
+                                   "--quiet"])
+    assert res.exit_code == 2
+    assert res.output.strip() == ("error: report_to=mlflow needs the mlflow package: "
+                                  "pip install 'audio-alpaca-studio[mlflow]'")
+    assert not (tmp_path / "run" / "step-1").exists()  # refused before any work

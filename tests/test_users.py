@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 
 import pytest
@@ -67,13 +69,59 @@ def test_cli_add_list_disable(store_url, tmp_path, caplog):
         assert auth.verify_login(s, "admin1", SECRET).role == "admin"
         assert auth.verify_login(s, "rater1", SECRET) is None
         assert all(SECRET not in u.password_hash for u in s.scalars(select(User)))
+    users = json.loads(runner.invoke(app, ["users", "list", "--json", "--db", store_url]).output)
+    assert [(u["name"], u["role"], u["active"], u["last_login_at"]) for u in users] == [
+        ("admin1", "admin", True, users[0]["last_login_at"]), ("rater1", "rater", False, None)]
+    assert all("password" not in k for u in users for k in u)
+
+    # enable lets the account in again; passwd changes the password (file or hidden prompt)
+    r = runner.invoke(app, ["users", "enable", "rater1", "--db", store_url])
+    assert r.exit_code == 0 and "enabled user rater1" in r.output
+    new = "another-long-secret"
+    r = runner.invoke(app, ["users", "passwd", "rater1", "--db", store_url], input=f"{new}\n{new}\n")
+    assert r.exit_code == 0 and "changed the password of rater1" in r.output and new not in r.output
+    pw2 = tmp_path / "pw2.txt"
+    pw2.write_text(SECRET + "-2\n")
+    assert runner.invoke(app, ["users", "passwd", "admin1", "--password-file", str(pw2), "--db", store_url]).exit_code == 0
+    with open_store(store_url)() as s:
+        assert auth.verify_login(s, "rater1", new).role == "rater"
+        assert auth.verify_login(s, "rater1", SECRET) is None
+        assert auth.verify_login(s, "admin1", SECRET + "-2").role == "admin"
+    r = runner.invoke(app, ["users", "passwd", "nobody", "--db", store_url])
+    assert r.exit_code == 2 and "'nobody' does not exist" in r.output and len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["users", "passwd", "rater1", "--db", store_url], input="short\nshort\n")
+    assert r.exit_code == 2 and "shorter than" in r.output
+    r = runner.invoke(app, ["users", "enable", "nobody", "--db", store_url])
+    assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_version_on_all_three_commands():
+    import curator
+    from annotate_ui.cli import cli
+    from trainer.cli import app as trainer_app
+
+    for command, prog in ((app, "curator"), (cli, "annotate-ui"), (trainer_app, "trainer")):
+        r = CliRunner().invoke(command, ["--version"])
+        assert r.exit_code == 0 and r.output == f"{prog} {curator.__version__}\n", (prog, r.output)
+
+
+def test_quiet_turns_progress_off():
+    from curator.cli import common
+
+    try:
+        assert CliRunner().invoke(app, ["--quiet", "db", "--help"]).exit_code == 0
+        assert common.show_progress() is False
+        assert CliRunner().invoke(app, ["db", "--help"]).exit_code == 0
+        assert common.show_progress() is True
+    finally:
+        common.set_quiet(False)
 
 
 def test_cli_errors_are_one_line(store_url, tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["users", "add", "x1", "--role", "boss", "--password-file", str(tmp_path / "none"),
                             "--db", store_url])
-    assert r.exit_code == 2 and "role 'boss'" in r.output
+    assert r.exit_code == 2 and "'boss' is not one of 'admin', 'rater'" in r.output and len(r.output.splitlines()) == 1
     r = runner.invoke(app, ["users", "add", "x1", "--role", "rater", "--password-file", str(tmp_path / "none"),
                             "--db", store_url])
     assert r.exit_code == 2 and "does not exist" in r.output

@@ -15,39 +15,65 @@ from typing import List, Optional
 
 import typer
 
-from curator.cli.common import AudioRootOpt, user_errors
+from curator.cli.common import AudioRootOpt, OneLineErrors, choices, user_errors, version_option
 from curator.errors import CuratorError
+from trainer.config import AUDIT_POLICIES
 
-app = typer.Typer(name="trainer", help="Diffusion-DPO fine-tuning of Tango on approved pairs (PAPER.md §4.2, §5.1).",
+app = typer.Typer(name="trainer", cls=OneLineErrors,
+                  help="Diffusion-DPO fine-tuning of Tango on approved pairs (PAPER.md §4.2, §5.1).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+@app.callback()
+def _top(version: bool = version_option("trainer")) -> None:
+    """Diffusion-DPO fine-tuning of Tango on approved pairs (PAPER.md §4.2, §5.1)."""
+
+
+AuditPolicy = choices("AuditPolicy", AUDIT_POLICIES)
 
 DbOption = typer.Option(None, "--db", envvar="CURATOR_DB",
                         help="Store URL: pairs come from it with --preset; the run is recorded in it.")
 
 
-@app.command("run")
+def _run_epilog() -> str:
+    from trainer.config import config_help
+
+    # one paragraph per key: the help formatter keeps paragraphs apart
+    return "Config keys (--config FILE or --set key=value):\n\n" + config_help().replace("\n", "\n\n")
+
+
+@app.command("run", epilog=_run_epilog())
 @user_errors
 def run_cmd(
-    config: Optional[Path] = typer.Option(None, "--config", help="A .json or .toml file of config keys."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A .json, .toml or .yaml file of config keys."),
     model: Optional[str] = typer.Option(None, "--model", help="tiny | a Tango folder | an AudioLDMPipeline folder | a hub id (the reference model)."),
     data: Optional[str] = typer.Option(None, "--data", help="An export folder or .parquet file; 'store' for --db pairs."),
     out: Optional[str] = typer.Option(None, "--out", help="Run folder: DIR/step-K/ checkpoints, DIR/metrics.jsonl."),
     set_: List[str] = typer.Option([], "--set", help="key=value config override (repeatable)."),
     db: Optional[str] = DbOption,
     preset: Optional[str] = typer.Option(None, "--preset", help="Store source: the filter preset (implies --data store)."),
-    audit_policy: Optional[str] = typer.Option(None, "--audit-policy",
-                                               help="ignore | drop-rejected | human-winner | majority (store source)."),
+    audit_policy: Optional[AuditPolicy] = typer.Option(
+        None, "--audit-policy", help="Store source: what the raters' audits do to a pair (see audit_policy below)."),
     audio_root: AudioRootOpt = None,
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue from DIR/step-K of the same run."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue from DIR/step-K of the same run, or "
+                                                               "'latest' (the highest K in --out or the config's out)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Fine-tune the UNet: one SFT epoch on winners, then Diffusion-DPO (PAPER.md §5.1)."""
     from trainer.config import load_config
 
-    explicit = {"model": model, "data": data, "out": out, "preset": preset, "audit_policy": audit_policy}
+    explicit = {"model": model, "data": data, "out": out, "preset": preset,
+                "audit_policy": audit_policy.value if audit_policy is not None else None}
     if preset and not data:
         explicit["data"] = "store"
-    if resume and not (config or model or out):  # resume with the saved config by default
+    if resume == "latest":
+        from trainer.config import read_config_file
+        from trainer.train import latest_checkpoint
+
+        where = out or (read_config_file(config).get("out") if config else None)
+        if not where:
+            raise CuratorError("--resume latest needs the run folder: give --out DIR (or a config with out)")
+        resume = str(latest_checkpoint(where))
+    if resume and not (config or model):  # resume with the saved config by default
         from trainer.train import read_checkpoint
 
         from trainer.config import config_from_dict, parse_set

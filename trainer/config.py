@@ -1,7 +1,7 @@
 """The trainer's config: one typed dataclass, validated on load, saved in every checkpoint.
 
-Defaults are the Tango 2 recipe (PAPER.md §5.1). A config comes from `--config FILE` (JSON or
-TOML, a flat table of the fields below) and `--set key=value` overrides; unknown keys and
+Defaults are the Tango 2 recipe (PAPER.md §5.1). A config comes from `--config FILE` (JSON,
+TOML or YAML, a flat table of the fields below) and `--set key=value` overrides; unknown keys and
 out-of-range values are refused with a message naming them (never silently fixed).
 """
 
@@ -21,56 +21,76 @@ OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULERS = ("linear", "constant_with_warmup", "cosine", "constant")
 LATENT_MODES = ("mean", "sample")
+REPORT_TO = ("none", "tensorboard", "wandb", "trackio", "mlflow")
+
+
+def _key(default: Any, meaning: str, paper: str = "") -> Any:
+    """A config field whose meaning (and paper section) live in its metadata: `trainer run --help`
+    and the docs are generated from them."""
+    return field(default=default, metadata={"help": meaning, "paper": paper})
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of `trainer run`. Field comments say what each one means."""
+    """Every knob of `trainer run`; each field's metadata says what it means and where the paper sets it."""
 
     # --- what to train, on what, where ---
-    model: str = "tiny"  # "tiny", a Tango folder (main_config.json …), a hub id, or an AudioLDM pipeline folder
-    data: str = ""  # an export folder / .parquet file, or "store" (pairs from --db with --preset)
-    out: str = ""  # run folder: DIR/step-K/ checkpoints, DIR/metrics.jsonl
-    preset: str = "paper"  # store source only: filter preset (curator.filter)
-    audit_policy: Literal["ignore", "drop-rejected", "human-winner", "majority"] = "drop-rejected"
-    max_pairs: int = 0  # 0 = all approved pairs; N = the first N (for smoke runs)
+    model: str = _key("tiny", "tiny, a Tango folder (main_config.json …), a hub id, or an AudioLDM pipeline folder "
+                      "(the reference model)", "§5.1")
+    data: str = _key("", "an export folder or .parquet file, a datasets folder (save_to_disk) or hub id in the "
+                     "Audio-alpaca layout, or 'store' (pairs from --db with --preset)", "§4.1")
+    out: str = _key("", "run folder: DIR/step-K/ checkpoints, DIR/metrics.jsonl")
+    preset: str = _key("paper", "store source only: the filter preset (curator.filter)", "§4.1.2")
+    audit_policy: Literal["ignore", "drop-rejected", "human-winner", "majority"] = _key(
+        "drop-rejected", "store source only: what the raters' audits do to a pair (trainer/data.py)")
+    max_pairs: int = _key(0, "0 = all pairs; N = the first N (smoke runs)")
 
-    # --- Diffusion-DPO (PAPER.md §4.2) ---
-    beta: float = 2000.0  # β of Eq. 17; the loss uses β/2 (see trainer/loss.py)  # PAPER.md §5.1
-    sft_epochs: int = 1  # plain diffusion loss on (prompt, winner) first  # PAPER.md §5.1
-    dpo_epochs: int = 4  # then Diffusion-DPO  # PAPER.md §5.1
-    max_steps: int = 0  # 0 = (sft_epochs + dpo_epochs) epochs; N = stop after N optimizer steps
-    uncond_prob: float = 0.1  # conditioning dropout (zeroed text embedding), same for both halves  # PAPER.md §3.1
-    latent: Literal["mean", "sample"] = "mean"  # VAE posterior mean, or one fixed (seeded) sample per clip
-    duration_s: float = 10.24  # clips padded/trimmed to this before the mel  # PAPER.md §3.1
+    # --- Diffusion-DPO ---
+    beta: float = _key(2000.0, "β of Eq. 17; the loss uses β/2 (trainer/loss.py)", "§4.2, §5.1")
+    sft_epochs: int = _key(1, "epochs of plain diffusion loss on (prompt, winner) first", "§5.1")
+    dpo_epochs: int = _key(4, "then epochs of Diffusion-DPO", "§5.1")
+    max_steps: int = _key(0, "0 = (sft_epochs + dpo_epochs) epochs; N = stop after N optimizer steps")
+    uncond_prob: float = _key(0.1, "conditioning dropout (zeroed text embedding), the same for both halves of a pair",
+                              "§3.1")
+    latent: Literal["mean", "sample"] = _key("mean", "VAE posterior mean, or one fixed (seeded) sample per clip")
+    duration_s: float = _key(10.24, "clips padded/trimmed to this many seconds before the mel", "§3.1")
 
-    # --- optimisation (PAPER.md §5.1) ---
-    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = "adamw"
-    learning_rate: float = 9.6e-7  # PAPER.md §5.1
-    adam_beta1: float = 0.9  # PAPER.md §5.1
-    adam_beta2: float = 0.999  # PAPER.md §5.1
-    weight_decay: float = 0.01  # PAPER.md §5.1
-    adam_epsilon: float = 1e-8  # PAPER.md §5.1
-    lr_scheduler: Literal["linear", "constant_with_warmup", "cosine", "constant"] = "linear"  # PAPER.md §5.1
-    lr_warmup_steps: int = 200  # PAPER.md §5.1
-    max_grad_norm: float = 1.0  # 0 = no clipping
-    train_batch_size: int = 4  # pairs per device per micro-batch  # PAPER.md §5.1
-    gradient_accumulation_steps: int = 4  # PAPER.md §5.1 (4 × 4 × 2 GPUs = 32)
+    # --- optimisation ---
+    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = _key(
+        "adamw", "adamw (torch, fused on CUDA), adamw8bit (bitsandbytes, the lowmem extra) or adafactor", "§5.1")
+    learning_rate: float = _key(9.6e-7, "peak learning rate", "§5.1")
+    adam_beta1: float = _key(0.9, "AdamW β1", "§5.1")
+    adam_beta2: float = _key(0.999, "AdamW β2", "§5.1")
+    weight_decay: float = _key(0.01, "AdamW weight decay", "§5.1")
+    adam_epsilon: float = _key(1e-8, "AdamW ε", "§5.1")
+    lr_scheduler: Literal["linear", "constant_with_warmup", "cosine", "constant"] = _key(
+        "linear", "learning-rate schedule after warmup (diffusers.optimization)", "§5.1")
+    lr_warmup_steps: int = _key(200, "optimizer steps of linear warmup", "§5.1")
+    max_grad_norm: float = _key(1.0, "gradient clipping norm; 0 = no clipping")
+    train_batch_size: int = _key(4, "pairs per device per micro-batch", "§5.1")
+    gradient_accumulation_steps: int = _key(4, "micro-batches per optimizer step (4 × 4 × 2 GPUs = 32)", "§5.1")
 
     # --- scale ---
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    gradient_checkpointing: bool = False
-    # the frozen reference's MSE of every DPO micro-batch computed in one pass before the loop
-    # (trainer/reference.py, like TRL's precompute_ref_log_probs); false = a live reference pass per step
-    precompute_reference: bool = True
+    mixed_precision: Literal["no", "fp16", "bf16"] = _key(
+        "no", "autocast dtype with fp32 master weights (accelerate)")
+    gradient_checkpointing: bool = _key(False, "recompute the UNet's activations in the backward pass (less memory)")
+    precompute_reference: bool = _key(
+        True, "the frozen reference's MSE of every DPO micro-batch computed in one pass before the loop "
+              "(trainer/reference.py, like TRL's precompute_ref_log_probs); false = a live reference pass per step",
+        "§4.2")
 
     # --- bookkeeping ---
-    seed: int = 0
-    checkpoint_every: int = 500  # optimizer steps between DIR/step-K/ checkpoints (and one at the end)
-    log_every: int = 10  # optimizer steps between metrics.jsonl lines
-    tensorboard: bool = False  # also log to TensorBoard under DIR/trainer/ (needs the `tensorboard` extra)
-    cache_dir: str = ""  # latent/text cache ("" = DIR/cache)
-    cache_batch_size: int = 8  # clips per VAE / texts per T5 batch while caching
+    seed: int = _key(0, "seed of the sample order, timesteps, noise and dropout")
+    checkpoint_every: int = _key(500, "optimizer steps between DIR/step-K/ checkpoints (and one at the end)")
+    checkpoints_total_limit: int = _key(
+        0, "keep at most this many DIR/step-K/ checkpoints, removing the oldest after a new one is written "
+           "(never the one resumed from); 0 = keep all")
+    log_every: int = _key(10, "optimizer steps between metrics.jsonl lines")
+    report_to: Literal["none", "tensorboard", "wandb", "trackio", "mlflow"] = _key(
+        "none", "also log the metrics to this tracker through accelerate (logs under DIR/trackers/); "
+                "metrics.jsonl is always written")
+    cache_dir: str = _key("", "latent/text cache (\"\" = DIR/cache)")
+    cache_batch_size: int = _key(8, "clips per VAE / texts per T5 batch while caching")
 
     def __post_init__(self) -> None:
         errors = []
@@ -104,6 +124,7 @@ class TrainConfig:
         need(self.train_batch_size >= 1, "train_batch_size", "must be >= 1")
         need(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
         need(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
+        need(self.checkpoints_total_limit >= 0, "checkpoints_total_limit", "must be >= 0 (0 = keep all)")
         need(self.log_every >= 1, "log_every", "must be >= 1")
         need(self.max_pairs >= 0, "max_pairs", "must be >= 0")
         need(0.0 < self.duration_s <= 60.0, "duration_s", "must be in (0, 60] seconds")
@@ -142,12 +163,17 @@ def _field_types() -> dict[str, Any]:
     return get_type_hints(TrainConfig)
 
 
+# Keys of earlier versions, with what replaced them (named in the unknown-key message).
+RENAMED = {"tensorboard": "use report_to=tensorboard"}
+
+
 def config_from_dict(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
     """A validated config from a mapping; unknown keys are named in the error."""
     known = _field_types()
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise CuratorError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        hints = "".join(f"; {k}: {RENAMED[k]}" for k in unknown if k in RENAMED)
+        raise CuratorError(f"{where}: unknown key(s) {', '.join(unknown)}{hints} (known: {', '.join(known)})")
     coerced = {}
     for key, value in values.items():
         if known[key] is float and isinstance(value, int) and not isinstance(value, bool):
@@ -157,20 +183,34 @@ def config_from_dict(values: dict[str, Any], *, where: str = "config") -> TrainC
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The flat mapping in a .json or .toml file."""
+    """The flat mapping in a .json, .toml or .yaml/.yml file."""
+    import yaml
+
     path = Path(path)
     if not path.is_file():
         raise CuratorError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     try:
-        if path.suffix.lower() == ".toml":
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CuratorError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
             data = tomllib.loads(text)
-        elif path.suffix.lower() == ".json":
+        elif suffix == ".json":
             data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+            data = {} if data is None else data
         else:
-            raise CuratorError(f"config file {path}: use a .json or .toml file")
+            raise CuratorError(f"config file {path}: use a .json, .toml or .yaml file")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise CuratorError(f"config file {path} is not valid {path.suffix[1:]}: {exc}") from None
+        raise CuratorError(f"config file {path} is not valid {suffix[1:]}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CuratorError(f"config file {path} is not valid yaml: {what}{where}") from None
     if not isinstance(data, dict):
         raise CuratorError(f"config file {path}: expected a table of key = value, got {type(data).__name__}")
     return data
@@ -218,7 +258,8 @@ def load_config(config_file: str | Path | None = None, overrides: list[str] | No
 
 
 # Fields that may differ between a run and its resume (everything else must match).
-RESUME_MUTABLE = ("data", "max_steps", "checkpoint_every", "log_every", "tensorboard", "cache_dir",
+RESUME_MUTABLE = ("data", "max_steps", "checkpoint_every", "checkpoints_total_limit", "log_every", "report_to",
+                  "cache_dir",
                   "cache_batch_size", "out", "mixed_precision", "gradient_checkpointing", "precompute_reference")
 
 
@@ -227,3 +268,19 @@ def resume_mismatch(saved: TrainConfig, current: TrainConfig) -> list[str]:
     return [f"{f.name} ({getattr(saved, f.name)!r} → {getattr(current, f.name)!r})"
             for f in fields(TrainConfig)
             if f.name not in RESUME_MUTABLE and getattr(saved, f.name) != getattr(current, f.name)]
+
+
+def config_help() -> str:
+    """Every config key with its type, default, meaning and paper section, from the field metadata
+    (the text `trainer run --help` shows)."""
+    hints = _field_types()
+    lines = []
+    for f in fields(TrainConfig):
+        hint = hints[f.name]
+        kind = "|".join(get_args(hint)) if get_origin(hint) is Literal else hint.__name__
+        default = f.default
+        shown = "true" if default is True else "false" if default is False else (
+            repr(default) if isinstance(default, str) else f"{default:g}" if isinstance(default, float) else default)
+        paper = f" (arXiv 2404.09956 {f.metadata['paper']})" if f.metadata.get("paper") else ""
+        lines.append(f"{f.name} ({kind}, default {shown}): {f.metadata['help']}{paper}")
+    return "\n".join(lines)

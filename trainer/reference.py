@@ -53,15 +53,27 @@ class ReferenceTable:
         self.folder, self.first, self.count = Path(folder), first, count
         self._chunks: dict[int, torch.Tensor] = {}
 
-    def _chunk_path(self, c: int) -> Path:
-        return self.folder / f"chunk-{c:06d}.pt"
+    def _chunk_path(self, c: int, rows: int) -> Path:
+        """A full chunk is chunk-C.pt; a shorter last one names its row count (chunk-C-ROWS.pt), so a
+        longer run over the same plan (a resume with a higher max_steps) sees it as missing."""
+        return self.folder / (f"chunk-{c:06d}.pt" if rows == CHUNK else f"chunk-{c:06d}-{rows}.pt")
+
+    def _rows(self, c: int) -> int:
+        return min(CHUNK, self.count - c * CHUNK)
+
+    def _stored(self, c: int) -> Path | None:
+        """The file holding chunk C's rows: the full chunk (a longer run wrote it) or one of exactly its rows."""
+        for path in (self._chunk_path(c, CHUNK), self._chunk_path(c, self._rows(c))):
+            if path.is_file():
+                return path
+        return None
 
     @property
     def n_chunks(self) -> int:
         return -(-self.count // CHUNK)
 
     def missing_chunks(self) -> list[int]:
-        return [c for c in range(self.n_chunks) if not self._chunk_path(c).is_file()]
+        return [c for c in range(self.n_chunks) if self._stored(c) is None]
 
     def fill(self, compute: Callable[[int], torch.Tensor], *, progress: bool = True) -> int:
         """Compute the missing chunks: COMPUTE(micro) → (2B,) reference MSE. Returns micro-batches computed."""
@@ -75,7 +87,7 @@ class ReferenceTable:
                 for k in range(lo, min(lo + CHUNK, self.count)):
                     rows.append(compute(self.first + k).detach().float().cpu())
                     bar.update(1)
-                atomic_torch_save(torch.stack(rows), self._chunk_path(c))
+                atomic_torch_save(torch.stack(rows), self._chunk_path(c, len(rows)))
                 done += len(rows)
         return done
 
@@ -85,5 +97,5 @@ class ReferenceTable:
             raise IndexError(f"micro-batch {micro} is outside the precomputed range {self.first}..{self.first + self.count - 1}")
         c = k // CHUNK
         if c not in self._chunks:
-            self._chunks = {c: torch.load(self._chunk_path(c), map_location="cpu", weights_only=True)}
+            self._chunks = {c: torch.load(self._stored(c), map_location="cpu", weights_only=True)}
         return self._chunks[c][k % CHUNK]

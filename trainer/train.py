@@ -21,7 +21,11 @@ Checkpoints. DIR/step-K/ is a complete model folder (trainer.model.save_model: a
 an AudioLDMPipeline folder; `curator generate --checkpoint DIR/step-K` loads it) plus `accelerate/`
 (optimizer, scheduler, RNG, grad scaler; the UNet weights are not stored twice, the model files are
 the weights), `trainer_config.json` and `trainer_state.json`. Written to a temporary folder and
-renamed.
+renamed; with `checkpoints_total_limit=N` the oldest step-K/ folders beyond N are then removed
+(never the one the run resumed from). `--resume latest` is the highest K in the run folder.
+
+Trackers. `report_to` (tensorboard, wandb, trackio, mlflow) also sends every metrics line through
+accelerate's trackers; metrics.jsonl stays the record the run itself reads.
 """
 
 from __future__ import annotations
@@ -150,10 +154,15 @@ def micro_generator(seed: int, micro: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 2, micro, rank]).generate_state(1)[0]))
 
 
-def make_optimizer(cfg: TrainConfig, params):
+def make_optimizer(cfg: TrainConfig, params, *, fused: bool | None = None):
+    """The optimizer of CFG over PARAMS. AdamW is torch's fused kernel when every parameter is on
+    CUDA (FUSED=None), or as FUSED says."""
+    params = list(params)
     if cfg.optimizer == "adamw":
+        if fused is None:
+            fused = bool(params) and all(p.is_cuda for p in params)
         return torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                 weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
+                                 weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon, fused=fused or None)
     if cfg.optimizer == "adamw8bit":
         try:
             import bitsandbytes as bnb
@@ -290,9 +299,70 @@ def read_checkpoint(path: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
     return config_from_dict(saved, where=str(cfg_file)), state
 
 
+# report_to → (the module accelerate needs for it, the extra that installs it)
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
+            "trackio": ("trackio", "trackio"), "mlflow": ("mlflow", "mlflow")}
+
+
+def tracker_for(report_to: str) -> str | None:
+    """accelerate's `log_with` name for REPORT_TO (None for "none"); one line naming the extra when
+    the tracker's package is not installed."""
+    if report_to == "none":
+        return None
+    import importlib.util
+
+    module, extra = TRACKERS[report_to]
+    if importlib.util.find_spec(module) is None:
+        raise CuratorError(f"report_to={report_to} needs the {module} package: "
+                           f"pip install 'audio-alpaca-studio[{extra}]'")
+    return report_to
+
+
+def checkpoint_steps(out: str | Path) -> list[tuple[int, Path]]:
+    """(K, DIR/step-K) of every complete checkpoint in the run folder OUT, oldest first."""
+    found = []
+    for p in Path(out).glob("step-*"):
+        k = p.name[len("step-"):]
+        if k.isdigit() and p.is_dir() and (p / STATE_FILE).is_file():
+            found.append((int(k), p))
+    return sorted(found)
+
+
+def latest_checkpoint(out: str | Path) -> Path:
+    """DIR/step-K with the highest K (`--resume latest`); one line when the run has none."""
+    if not Path(out).is_dir():
+        raise CuratorError(f"--resume latest: the run folder {out} does not exist")
+    steps = checkpoint_steps(out)
+    if not steps:
+        raise CuratorError(f"--resume latest: no checkpoint in {out} (no step-K/ folder with {STATE_FILE}); "
+                           "start the run without --resume")
+    return steps[-1][1]
+
+
+def prune_checkpoints(out: str | Path, limit: int, keep: Path | None = None) -> list[Path]:
+    """Remove the oldest DIR/step-K folders so at most LIMIT remain (0 = keep all); KEEP (the
+    checkpoint being resumed from) is never removed. Returns the removed folders."""
+    if limit <= 0:
+        return []
+    keep_resolved = Path(keep).resolve() if keep is not None else None
+    steps = [p for _, p in checkpoint_steps(out)]
+    excess = len(steps) - limit
+    removed = []
+    for p in steps:
+        if excess <= 0:
+            break
+        if keep_resolved is not None and p.resolve() == keep_resolved:
+            continue
+        shutil.rmtree(p)
+        removed.append(p)
+        excess -= 1
+    return removed
+
+
 def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resume: str | None = None,
                  session=None, progress: bool = True, stop_after: int | None = None) -> RunResult:
-    """Train per CFG on the pairs PAIRS_LOADER returns. SESSION (optional, owned by the caller):
+    """Train per CFG on the pairs PAIRS_LOADER returns. RESUME: DIR/step-K, or "latest" (the
+    highest K in cfg.out). SESSION (optional, owned by the caller):
     the run is recorded as a TrainingRun, committed at start, at each checkpoint and at the end
     (a resumable loop commits per checkpoint). STOP_AFTER: stop (with a checkpoint) after that
     many optimizer steps, as an interruption would (tests)."""
@@ -305,6 +375,8 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
         raise CuratorError("--out DIR is required (checkpoints go to DIR/step-K/)")
     if not cfg.data:
         raise CuratorError("--data is required (an export folder/parquet, or 'store' with --db)")
+    if resume == "latest":
+        resume = str(latest_checkpoint(cfg.out))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -315,13 +387,7 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
         bad = resume_mismatch(saved_cfg, cfg)
         if bad:
             raise CuratorError(f"--resume {resume}: incompatible with this run: {'; '.join(bad)}")
-    log_with = None
-    if cfg.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise CuratorError("tensorboard=true needs tensorboard: pip install 'audio-alpaca-studio[tensorboard]'") from None
-        log_with = "tensorboard"
+    log_with = tracker_for(cfg.report_to)
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     # several processes without CUDA (torchrun / accelerate launch on CPUs): data parallel over gloo;
     # accelerate only does that when told the run is on CPU
@@ -379,6 +445,7 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
     sampler = Sampler(len(feats), cfg.train_batch_size, accelerator.num_processes, accelerator.process_index, cfg.seed)
 
     # 4. Optimizer and LR schedule (PAPER.md §5.1); the schedule is stepped once per optimizer step
+    unet.to(device)  # on the device before the optimizer is built (the fused AdamW kernel needs it there)
     optimizer = make_optimizer(cfg, [p for p in unet.parameters() if p.requires_grad])
     lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
                                  num_training_steps=sched.total_steps)
@@ -479,6 +546,7 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            prune_checkpoints(out, cfg.checkpoints_total_limit, keep=Path(resume) if resume else None)
             if run_row is not None:
                 from trainer.runs import record_checkpoint
 

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import typer
 
+from curator.cli.common import OneLineErrors
+
 app = typer.Typer(
     name="curator",
+    cls=OneLineErrors,
     help="Audio-alpaca curation studio: captions → perturbations → clips → CLAP scores → pairs → export.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+from curator.cli.common import set_quiet, version_option  # noqa: E402
+
+
+@app.callback()
+def _top(version: bool = version_option("curator"),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or library chatter; "
+                                                                 "results and errors still print.")) -> None:
+    set_quiet(quiet)
+
 
 from curator.cli import db_cmd  # noqa: E402
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, DbOpt, show_progress, user_errors
 
 captions_app = typer.Typer(help="Import captions and select T1 (PAPER.md §4.1).", no_args_is_help=True)
 
@@ -49,7 +49,7 @@ def select_cmd(
 
     factory = open_store(db)
     with factory() as session:
-        run = select_captions(session, model=model, clusters=clusters, per_cluster=per_cluster,
+        run = select_captions(session, model=model, clusters=clusters, per_cluster=per_cluster, progress=show_progress(),
                               seed=seed, batch_size=batch_size, split=split)
         session.commit()
         typer.echo(f"selection run {run.id}: {run.n_selected} of {run.n_candidates} captions "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Annotated, Callable, TypeVar
 
 import typer
 from sqlalchemy.exc import OperationalError
+from typer.core import TyperGroup
 
 from curator.errors import CuratorError
 from db.session import DEFAULT_DB, safe_url
@@ -54,3 +56,104 @@ def user_errors(fn: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- habits every command shares
+
+
+def version_text(prog: str) -> str:
+    """`PROG VERSION` (the package's version, the one curator.__version__ records in exports)."""
+    import curator
+
+    return f"{prog} {curator.__version__}"
+
+
+def version_option(prog: str):
+    """A `--version` option for PROG's top-level callback: prints the version and exits."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(version_text(prog))
+            raise typer.Exit()
+
+    return typer.Option(False, "--version", callback=show, is_eager=True, help="Print the version and exit.")
+
+
+_QUIET = {"on": False}
+
+
+def set_quiet(on: bool) -> None:
+    """`--quiet`: no progress bars and no library chatter (transformers, diffusers, datasets logs at
+    error level only); results and errors still print."""
+    _QUIET["on"] = bool(on)
+    if on:
+        import logging
+
+        for name in ("transformers", "diffusers", "datasets", "huggingface_hub", "accelerate", "sentence_transformers"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
+def show_progress() -> bool:
+    """Whether long work shows progress bars (false under `--quiet`)."""
+    return not _QUIET["on"]
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")]
+
+
+def echo_json(data) -> None:
+    """DATA as indented JSON on stdout (numpy numbers and arrays as plain JSON)."""
+    import json
+
+    def plain(o):
+        import numpy as np
+
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, np.generic):
+            return o.item()
+        if hasattr(o, "isoformat"):
+            return o.isoformat()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=plain))
+
+
+def choices(name: str, values) -> type:
+    """A str Enum of VALUES (typer shows its members in --help and refuses anything else); the
+    command reads `.value`."""
+    import enum
+
+    return enum.Enum(name, [(v, v) for v in values], type=str)
+
+
+# the exception classes of the parser typer runs (click's, or the copy newer typer versions carry)
+_UsageError = typer.BadParameter.__base__
+_ClickException = _UsageError.__base__
+
+
+class OneLineErrors(TyperGroup):
+    """The top-level command group: a usage error (a bad choice, a missing option, an unknown
+    flag) is one line on stderr with exit status 2, like every other error a user can cause."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else (prog_name or self.name)
+            message = " ".join(exc.format_message().replace("Value error, ", "").split())
+            if not message:  # no arguments: the help was printed
+                sys.exit(exc.exit_code)
+            typer.secho(f"error: {message} (see `{where} --help`)", fg=typer.colors.RED, err=True)
+            sys.exit(2)
+        except _ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)

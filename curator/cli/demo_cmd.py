@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, show_progress, user_errors
 from curator.demo import DEFAULT_CAPTIONS
 
 
@@ -20,7 +20,7 @@ def demo(db: DbOpt = DB_DEFAULT,
     from curator.demo import next_steps, run_demo
 
     result = run_demo(db, captions=captions, seed=seed, audio_root=audio_root, duration_s=duration,
-                      echo=lambda s: typer.echo(s, err=True))
+                      echo=lambda s: typer.echo(s, err=True), progress=show_progress())
     typer.echo("store: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if not k.startswith("kept_")))
     typer.echo(result.summary)
     if accounts:

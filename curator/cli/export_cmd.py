@@ -7,8 +7,11 @@ from typing import Optional
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, choices, show_progress, user_errors
+from curator.export import AUDIO_LAYOUTS
 from db.session import open_store
+
+AudioLayout = choices("AudioLayout", AUDIO_LAYOUTS)
 
 
 @user_errors
@@ -16,7 +19,7 @@ def export(
     out: Path = typer.Argument(..., help="Folder to write (must not exist unless --force)."),
     preset: str = typer.Option("paper", "--preset", help="Threshold preset whose kept pairs are exported."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    audio: str = typer.Option("embedded", "--audio",
+    audio: AudioLayout = typer.Option("embedded", "--audio",
                               help="Where the clips go: embedded (WAV bytes in the parquet, as the published set), "
                                    "files (OUT/audio/*.wav, path-only cells), or both."),
     db: DbOpt = DB_DEFAULT,
@@ -37,7 +40,7 @@ def export(
     factory = open_store(db)
     with factory() as session:
         path = export_audio_alpaca(session, audio_store_for(db, audio_root), out, preset_name=preset, db_url=db,
-                                   force=force, audio=audio)
+                                   force=force, audio=audio.value, progress=show_progress())
         session.commit()
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     counts = ", ".join(f"S{k}: {v}" for k, v in manifest["counts"].items() if k != "total")

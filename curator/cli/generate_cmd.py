@@ -12,14 +12,17 @@ from typing import Optional
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, choices, show_progress, user_errors
+from db.models import STRATEGIES
+
+Strategy = choices("Strategy", STRATEGIES)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     @user_errors
     def generate(
-        strategy: str = typer.Option(..., "--strategy",
+        strategy: Strategy = typer.Option(..., "--strategy",
                                      help="1.1 (T1, 5/25/50/100 steps), 1.2 (T1, 4 seeds × 50 steps), "
                                           "2 (T1, caption vs perturbed caption), 3 (T2, the same) — PAPER.md §4.1."),
         model: Optional[str] = typer.Option(None, "--model",
@@ -45,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from curator.generate.run import check_strategy, run_generation
         from db.session import open_store
 
-        check_strategy(strategy)
+        strategy = check_strategy(strategy.value)
         if not duration > 0:
             raise CuratorError(f"--duration must be positive, got {duration}")
         factory = open_store(db)  # refuses an un-migrated store
@@ -54,7 +57,8 @@ def register(app: typer.Typer) -> None:
         store = audio_store_for(db, audio_root)
         with factory() as session:
             counts = run_generation(session, store, generator, strategy, seed=seed, batch_size=batch_size, limit=limit,
-                                    shard=(state.process_index, state.num_processes), duration_s=duration)
+                                    shard=(state.process_index, state.num_processes), duration_s=duration,
+                                    progress=show_progress())
         typer.echo(
             f"strategy {strategy} [{generator.name} {generator.checkpoint_id}] shard "
             f"{state.process_index + 1}/{state.num_processes}: {counts['generated']} generated, "

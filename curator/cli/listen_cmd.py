@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, user_errors
 from curator.errors import CuratorError
 
 
@@ -181,6 +181,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Also write results.json, systems.csv, raters.csv "
                                                               "and ratings.csv into this folder."),
         db: DbOpt = DB_DEFAULT,
+        as_json: JsonOpt = False,
     ) -> None:
         """Mean ± 95 % CI per system for OVL and REL, Krippendorff's α (ordinal), excluded raters."""
         from annotate_ui.listening import export_results, session_results
@@ -189,6 +190,9 @@ def register(app: typer.Typer) -> None:
         with session_scope(db) as s:
             res = session_results(s, name)
             paths = export_results(s, res.session_id, out) if out is not None else {}
+        if as_json:  # the results.json document, without the per-rating rows
+            echo_json(res.as_dict() | {"written": [str(p) for p in paths.values()]})
+            return
         typer.echo(f"{res.session_name}: {res.n_prompts} prompts × {len(res.systems)} systems = {res.n_items} clips, "
                    f"{res.n_gold_items} gold items; {res.n_items_covered} of {res.n_items} clips have ≥ "
                    f"{res.min_raters} ratings from kept raters")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, show_progress, user_errors
 from db.session import open_store
 
 presets_app = typer.Typer(help="Threshold presets of the filter (α, β, Δ per model; PAPER.md §4.1.2).",
@@ -31,7 +31,7 @@ def pairs(db: DbOpt = DB_DEFAULT,
 
     factory = open_store(db)
     with factory() as session:
-        counts = build_pairs(session, batch_size=batch_size)
+        counts = build_pairs(session, batch_size=batch_size, progress=show_progress())
         session.commit()
     typer.echo(describe(counts))
 
@@ -40,7 +40,8 @@ def pairs(db: DbOpt = DB_DEFAULT,
 def stats(db: DbOpt = DB_DEFAULT,
           preset: str = typer.Option("paper", "--preset", help="Threshold preset to apply."),
           bins: int = typer.Option(20, min=1, max=200, help="Histogram bins."),
-          width: int = typer.Option(40, min=10, max=200, help="Histogram bar width (characters).")) -> None:
+          width: int = typer.Option(40, min=10, max=200, help="Histogram bar width (characters)."),
+          as_json: JsonOpt = False) -> None:
     """Pairs kept per strategy (like the paper's Table 2) and the α/Δ distributions, kept vs dropped."""
     from curator import filter as flt
 
@@ -51,6 +52,12 @@ def stats(db: DbOpt = DB_DEFAULT,
         table = flt.load_preset_table(session, p)
         session.commit()  # "paper" may have just been created
     view = flt.evaluate(table, th, bins=bins)
+    if as_json:
+        echo_json({"preset": p.name, "thresholds": th.as_dict(), "models": list(table.model_names[:2]),
+                   "n_unscored": int(table.n_unscored), "kept": view.counts, "pool": flt.strategy_counts(table),
+                   "histograms": {key: {"model": h.model_name, "edges": h.edges, "kept": h.kept, "dropped": h.dropped}
+                                  for key, h in view.histograms.items()}})
+        return
     typer.echo(f"preset {p.name!r}: " + ", ".join(f"{k}={v:g}" for k, v in th.as_dict().items())
                + f"; model 1 = {table.model_names[0]}, model 2 = {table.model_names[1]}")
     if table.n_unscored:
@@ -64,7 +71,7 @@ def stats(db: DbOpt = DB_DEFAULT,
 
 @presets_app.command("list")
 @user_errors
-def presets_list(db: DbOpt = DB_DEFAULT) -> None:
+def presets_list(db: DbOpt = DB_DEFAULT, as_json: JsonOpt = False) -> None:
     """Every preset with its thresholds."""
     from curator import filter as flt
 
@@ -72,6 +79,9 @@ def presets_list(db: DbOpt = DB_DEFAULT) -> None:
     with factory() as session:
         rows = flt.list_presets(session)
         session.commit()
+        if as_json:
+            echo_json([flt.preset_dict(p) for p in rows])
+            return
         typer.echo(f"{'name':<20}{'α1':>6}{'α2':>6}{'β1':>6}{'β2':>6}{'Δ1':>13}{'Δ2':>13}  models / author")
         for p in rows:
             models = f"{p.model1 or '(1st)'}, {p.model2 or '(2nd)'}"

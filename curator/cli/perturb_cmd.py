@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, DbOpt, choices, show_progress, user_errors
 from curator.errors import CuratorError
+from curator.perturb.parse import PERTURB_STRATEGIES
+
+PerturbStrategy = choices("PerturbStrategy", PERTURB_STRATEGIES)
 
 
 @user_errors
 def perturb(
-    strategy: str = typer.Option(..., "--strategy", help="2: concepts perturbed, on T1; 3: temporal order perturbed, on T2."),
+    strategy: PerturbStrategy = typer.Option(..., "--strategy", help="2: concepts perturbed, on T1; 3: temporal order perturbed, on T2."),
     model: str = typer.Option(None, "--model", help="LLM model name sent to the endpoint (paper: GPT-4); needed for --backend openai."),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: OPENAI_BASE_URL or api.openai.com). Key from OPENAI_API_KEY."),
     concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at once."),
-    max_retries: int = typer.Option(5, "--max-retries", help="Retries per request on 429, 5xx, timeouts and dropped connections (exponential backoff)."),
+    max_retries: int = typer.Option(5, "--max-retries", help="Retries per request on 429, 5xx, timeouts and dropped connections (exponential backoff with jitter, honouring Retry-After)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds per request."),
     backend: str = typer.Option("openai", "--backend", help="openai (any OpenAI-compatible endpoint) or world (the rule-based miniature-world perturber)."),
     limit: int = typer.Option(None, "--limit", help="Ask at most this many captions in this run."),
@@ -25,7 +28,7 @@ def perturb(
     from curator.perturb.run import run_perturbations
     from db.session import open_store
 
-    strategy = check_strategy(strategy)
+    strategy = check_strategy(strategy.value)
     factory = open_store(db)
     if backend == "openai":
         from curator.perturb.llm import LLMConfig, OpenAIPerturber
@@ -48,7 +51,8 @@ def perturb(
         raise CuratorError(f"unknown --backend {backend!r}: expected openai or world")
 
     with factory() as session:
-        counts = run_perturbations(session, perturber, strategy, concurrency=concurrency, limit=limit)
+        counts = run_perturbations(session, perturber, strategy, concurrency=concurrency, limit=limit,
+                                   progress=show_progress())
     typer.echo(counts.summary())
     for line in counts.failures:
         typer.echo(f"failed: {line}", err=True)

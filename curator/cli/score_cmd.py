@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, show_progress, user_errors
 
 HELP = (
     "Score every clip against its caption's text with each --model, in ensemble order.\n\n"
@@ -41,7 +41,8 @@ def score(
         scorers.append(scorer)
     store = audio_store_for(db, audio_root)
     with factory() as session:
-        counts = run_scoring(session, store, scorers, names=names, batch_size=batch_size)
+        counts = run_scoring(session, store, scorers, names=names, batch_size=batch_size,
+                             progress=show_progress())
     typer.echo(f"scored {counts['scored']} (clip, model) pairs, {counts['cached']} already cached; "
                f"{counts['clips']} clips, models in order: {', '.join(names)}")
 

@@ -1,4 +1,4 @@
-"""`curator users add|list|disable`: accounts of the rater app (issue 4, part 1)."""
+"""`curator users add|list|disable|enable|passwd`: accounts of the rater app."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Optional
 
 import typer
 
-from curator.cli.common import DB_DEFAULT, DbOpt, user_errors
+from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, choices, echo_json, user_errors
+from db.annotation import ROLES
+
+Role = choices("Role", ROLES)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +21,8 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def add(
         name: str = typer.Argument(..., help="Login name."),
-        role: str = typer.Option(..., "--role", help="admin or rater."),
+        role: Role = typer.Option(..., "--role", help="What the account may do: admin (tuning, audits, listening "
+                                                      "sessions) or rater."),
         password_file: Optional[Path] = typer.Option(
             None, "--password-file", help="Read the password from the first line of this file (else a hidden prompt)."),
         db: DbOpt = DB_DEFAULT,
@@ -28,7 +32,7 @@ def register(app: typer.Typer) -> None:
         from db.session import session_scope
 
         check_name(name)
-        check_role(role)
+        role = check_role(role.value)
         if password_file is not None:
             password = read_password_file(password_file)
         else:
@@ -40,13 +44,16 @@ def register(app: typer.Typer) -> None:
 
     @users.command("list")
     @user_errors
-    def list_(db: DbOpt = DB_DEFAULT) -> None:
+    def list_(db: DbOpt = DB_DEFAULT, as_json: JsonOpt = False) -> None:
         """Accounts with role, state and last login."""
-        from annotate_ui.auth import list_users
+        from annotate_ui.auth import list_users, user_dict
         from db.session import session_scope
 
         with session_scope(db) as s:
             rows = list_users(s)
+            if as_json:
+                echo_json([user_dict(u) for u in rows])
+                return
             if not rows:
                 typer.echo("no users; add one with `curator users add NAME --role admin`")
             for u in rows:
@@ -63,3 +70,37 @@ def register(app: typer.Typer) -> None:
         with session_scope(db) as s:
             disable_user(s, name)
             typer.echo(f"disabled user {name}")
+
+    @users.command("enable")
+    @user_errors
+    def enable(name: str = typer.Argument(..., help="Login name."), db: DbOpt = DB_DEFAULT) -> None:
+        """Let a disabled account log in again."""
+        from annotate_ui.auth import enable_user
+        from db.session import session_scope
+
+        with session_scope(db) as s:
+            enable_user(s, name)
+            typer.echo(f"enabled user {name}")
+
+    @users.command("passwd")
+    @user_errors
+    def passwd(
+        name: str = typer.Argument(..., help="Login name."),
+        password_file: Optional[Path] = typer.Option(
+            None, "--password-file", help="Read the new password from the first line of this file (else a hidden prompt)."),
+        db: DbOpt = DB_DEFAULT,
+    ) -> None:
+        """Set a new password (stored only as an argon2 hash)."""
+        from annotate_ui.auth import check_password, get_user, read_password_file, set_password
+        from db.session import session_scope
+
+        with session_scope(db) as s:
+            get_user(s, name)  # an unknown name fails before the prompt
+        if password_file is not None:
+            password = read_password_file(password_file)
+        else:
+            password = check_password(typer.prompt(f"new password for {name}", hide_input=True,
+                                                   confirmation_prompt=True))
+        with session_scope(db) as s:
+            set_password(s, name, password)
+            typer.echo(f"changed the password of {name}")

@@ -1,15 +1,19 @@
 """The OpenAI-compatible Perturber: the official `openai` client against any chat endpoint.
 
 Retries are ours, not the client's (it is built with max_retries=0), so they are bounded and
-visible: a 429, a 5xx, a timeout or a dropped connection is retried up to `max_retries` times,
-waiting `backoff * 2**attempt` seconds (capped at `max_backoff`; a Retry-After header of the
-answer is honoured within that cap). Other 4xx answers (bad key, unknown model) are not retried:
+visible: a 429, a 5xx, a timeout or a dropped connection is retried up to `max_retries` times.
+The wait is `backoff * 2**attempt` seconds capped at `max_backoff`, raised to the answer's
+Retry-After (seconds or an HTTP date) or retry-after-ms header when that asks for longer (within
+the cap), then stretched by a random factor in [1, 1 + jitter]: many threads that hit the same
+429 at once wake at different moments instead of retrying in lockstep. Other 4xx answers (bad key, unknown model) are not retried:
 every caption would fail the same way, so they raise `LLMFatalError` and the run stops.
 """
 
 from __future__ import annotations
 
+import email.utils
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,13 +34,33 @@ class LLMRetriesExhausted(Exception):
     """One caption's request still failed after every retry (the caption stays to be asked)."""
 
 
-def _retry_after(exc: Exception) -> float | None:
+def _retry_after(exc: Exception, now: float | None = None) -> float | None:
+    """Seconds the answer asks the client to wait: retry-after-ms, or Retry-After as seconds or
+    an HTTP date; None when it asks nothing (or nothing readable)."""
     response = getattr(exc, "response", None)
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    headers = getattr(response, "headers", None) if response is not None else None
+    if not headers:
         return None
+    ms = headers.get("retry-after-ms")
+    try:
+        if ms is not None:
+            return max(0.0, float(ms) / 1000.0)
+    except ValueError:
+        pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _describe(exc: Exception) -> str:
@@ -60,6 +84,7 @@ class LLMConfig:
     max_retries: int = 5  # retries after the first attempt
     backoff: float = 1.0  # first wait, doubled per retry
     max_backoff: float = 30.0
+    jitter: float = 0.5  # each wait × a random factor in [1, 1 + jitter]
     temperature: float | None = None  # None: the endpoint's default
     n_expected: int = N_PERTURBATIONS
 
@@ -72,6 +97,8 @@ class LLMConfig:
             raise CuratorError(f"--max-retries must be 0 or more, got {self.max_retries}")
         if self.backoff < 0 or self.max_backoff < 0:
             raise CuratorError(f"backoff must be 0 or more, got {self.backoff}/{self.max_backoff}")
+        if not 0 <= self.jitter <= 10:
+            raise CuratorError(f"jitter must be within [0, 10], got {self.jitter}")
         if self.temperature is not None and not 0 <= self.temperature <= 2:
             raise CuratorError(f"--temperature must be within [0, 2], got {self.temperature}")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
@@ -84,6 +111,7 @@ class OpenAIPerturber:
 
     config: LLMConfig
     sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)  # the retry jitter (seed it in tests)
     notes: list[str] = field(default_factory=list)  # e.g. that a placeholder key is used
 
     def __post_init__(self) -> None:
@@ -102,6 +130,14 @@ class OpenAIPerturber:
     def where(self) -> str:
         return str(self.client.base_url).rstrip("/")
 
+    def retry_wait(self, attempt: int, hinted: float | None = None) -> float:
+        """Seconds to wait before retry ATTEMPT + 1: the capped exponential backoff, at least HINTED
+        (Retry-After) within the cap, times a random factor in [1, 1 + jitter]."""
+        wait = min(self.config.max_backoff, self.config.backoff * 2 ** attempt)
+        if hinted is not None:
+            wait = min(self.config.max_backoff, max(wait, hinted))
+        return wait * (1.0 + self.config.jitter * self.rng.random())
+
     def complete(self, prompt: str) -> str:
         """The endpoint's answer to PROMPT (raw text), with bounded retries."""
         extra = {} if self.config.temperature is None else {"temperature": self.config.temperature}
@@ -114,11 +150,7 @@ class OpenAIPerturber:
                 if attempt == self.config.max_retries:
                     raise LLMRetriesExhausted(
                         f"{self.where}: {_describe(exc)} after {attempt + 1} attempts") from None
-                wait = min(self.config.max_backoff, self.config.backoff * 2 ** attempt)
-                hinted = _retry_after(exc)
-                if hinted is not None:
-                    wait = min(self.config.max_backoff, max(wait, hinted))
-                self.sleep(wait)
+                self.sleep(self.retry_wait(attempt, _retry_after(exc)))
                 continue
             except openai.APIResponseValidationError as exc:  # 2xx but not a completion: keep what came
                 return exc.response.text

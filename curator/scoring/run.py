@@ -85,7 +85,7 @@ def _cached(session: Session, model_id: int) -> set[tuple[str, str]]:
 
 
 def run_scoring(session: Session, audio_store: AudioStore, scorers: Sequence[Scorer], *,
-                names: Sequence[str] | None = None, batch_size: int = 16) -> dict[str, int]:
+                names: Sequence[str] | None = None, batch_size: int = 16, progress: bool = True) -> dict[str, int]:
     """Score every clip against its caption under each scorer; returns counts.
 
     counts: models, clips (distinct clip/caption items), scored (new Score rows), cached
@@ -122,7 +122,7 @@ def run_scoring(session: Session, audio_store: AudioStore, scorers: Sequence[Sco
 
     scored = 0
     total = sum(len(t) for t in todo)
-    with tqdm(total=total, desc="scoring", unit="score", disable=total == 0) as bar:
+    with tqdm(total=total, desc="scoring", unit="score", disable=total == 0 or not progress) as bar:
         for scorer, row, name, pending in zip(scorers, rows, names, todo):
             bar.set_postfix_str(name)
             for start in range(0, len(pending), batch_size):

@@ -276,3 +276,35 @@ def read_table(out_dir: str | Path) -> pa.Table:
 
 
 __all__ = ["export_audio_alpaca", "verify_export", "read_table", "audio_base", "score_column", "features_for"]
+
+
+def push_export(out_dir: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
+                api=None) -> str:
+    """Upload the export folder OUT_DIR to the hub dataset repo REPO_ID with huggingface_hub (the
+    repo is created when missing; one commit). The export is verified against its manifest first,
+    so what goes up is what the manifest lists. API: an `HfApi` (default: a new one with TOKEN, or
+    the login / HF_TOKEN of the machine). Returns the commit URL."""
+    import re
+
+    if not re.match(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", repo_id or ""):
+        raise CuratorError(f"--push-to-hub {repo_id!r}: expected a hub dataset id OWNER/NAME")
+    out = Path(out_dir)
+    manifest = verify_export(out)
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="dataset",
+                                 commit_message=f"Audio-alpaca export: {manifest['n_pairs']} pairs "
+                                                f"(preset {manifest['preset']['name']})")
+    except HfHubHTTPError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CuratorError(f"--push-to-hub {repo_id}: the hub refused the upload ({first[:200]})") from None
+    except (OSError, ValueError) as exc:  # no connection, no token
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CuratorError(f"--push-to-hub {repo_id}: upload failed ({first[:200]})") from None
+    return str(getattr(info, "commit_url", info))

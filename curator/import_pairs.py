@@ -5,6 +5,9 @@ Accepted inputs:
   `curator export` writes): columns prompt, chosen, rejected[, strategy]; audio as a struct
   {bytes, path}, raw bytes, or a path (relative paths are resolved beside the file, or against the
   export folder for an export's data/*.parquet);
+- a `datasets` hub id (declare-lab/audio-alpaca) or a folder `save_to_disk` wrote, in the
+  published layout (prompt, chosen and rejected as Audio, strategy), its `train` split
+  (curator.hub_data);
 - a folder holding one CSV with columns prompt,chosen,rejected[,strategy] whose audio entries are
   file paths (relative to the folder), or, without a CSV, the parquet files under it (an export).
 
@@ -115,8 +118,21 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any], Path]]:
             yield f"row {i} of {path.name}", row, audio_base(path)
 
 
+def _datasets_rows(spec: Path) -> Iterator[tuple[str, dict[str, Any], Path]]:
+    """The rows of a datasets folder or hub id; opened at once (a source that cannot be read fails here)."""
+    from curator.hub_data import dataset_name, dataset_rows, open_dataset
+
+    ds = open_dataset(spec, what="import")
+    base = spec if spec.is_dir() else Path.cwd()
+    return ((label, row, base) for label, row in dataset_rows(ds, dataset_name(spec)))
+
+
 def _sources(path: Path) -> tuple[str, list[Path]]:
     """(kind, files) of an import path."""
+    from curator.hub_data import is_datasets_source
+
+    if is_datasets_source(path):
+        return "datasets", [path]
     if not path.exists():
         raise CuratorError(f"import path {path} does not exist")
     if path.is_file():
@@ -196,14 +212,15 @@ def import_pairs(session: Session, audio_store: AudioStore, path: str | Path, *,
     if strategy_default is not None and strategy_default not in STRATEGIES:
         raise CuratorError(f"--strategy-default {strategy_default!r} is unknown (known: {', '.join(STRATEGIES)})")
     kind, files = _sources(path)
-    reader = _csv_rows if kind == "csv" else _parquet_rows
+    reader = {"csv": _csv_rows, "parquet": _parquet_rows, "datasets": _datasets_rows}[kind]
     counts = ImportCounts()
 
     # 1. Decode and check every row; put audio in the content-addressed store
     rows: list[_Row] = []
+    sources = [reader(file) for file in files]
     bar = tqdm(desc=f"import {name}", unit="row", disable=not progress)
-    for file in files:
-        for label, raw, base in reader(file):
+    for source in sources:
+        for label, raw, base in source:
             prompt = _prompt(raw.get("prompt"), label)
             strategy = _strategy(raw.get("strategy"), strategy_default, label)
             stored = []

@@ -194,3 +194,82 @@ def test_cli_export(store_url, tmp_path):
     assert res.exit_code == 2 and "already exists" in res.output
     res = runner.invoke(app, [*args, "--force", "--preset", "ghost"])
     assert res.exit_code == 2 and "'ghost' does not exist" in res.output
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: records the calls and copies the uploaded folder into
+    REMOTE/<repo>, so the test reads back what would have been pushed."""
+
+    def __init__(self, remote, refuse=None, **kw):
+        self.remote, self.refuse, self.calls = remote, refuse, []
+
+    def create_repo(self, repo_id, *, repo_type, private, exist_ok):
+        self.calls.append(("create_repo", repo_id, repo_type, private, exist_ok))
+        if self.refuse:
+            raise self.refuse
+
+    def upload_folder(self, *, folder_path, repo_id, repo_type, commit_message):
+        import shutil
+        from pathlib import Path
+
+        self.calls.append(("upload_folder", repo_id, repo_type, commit_message))
+        shutil.copytree(folder_path, Path(self.remote) / repo_id, dirs_exist_ok=True)
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/datasets/{repo_id}/commit/abc"})()
+
+
+def test_push_to_hub_uploads_the_verified_export(built, audio_store, store_url, tmp_path):
+    from curator.export import push_export
+    from trainer.data import load_export
+
+    out = export_audio_alpaca(built, audio_store, tmp_path / "alpaca", db_url=store_url, progress=False)
+    hub = FakeHub(tmp_path / "remote")
+    url = push_export(out, "me/my-alpaca", private=True, api=hub)
+    assert url == "https://huggingface.co/datasets/me/my-alpaca/commit/abc"
+    assert hub.calls[0] == ("create_repo", "me/my-alpaca", "dataset", True, True)
+    assert hub.calls[1][:3] == ("upload_folder", "me/my-alpaca", "dataset") and "4 pairs" in hub.calls[1][3]
+    pushed = tmp_path / "remote" / "me" / "my-alpaca"
+    assert verify_export(pushed)["n_pairs"] == 4 and len(load_export(pushed).pairs) == 4
+
+    # a damaged export is not uploaded; a bad repo id and a refusing hub are one line
+    (out / TABLE_PATH).write_bytes(b"changed")
+    hub2 = FakeHub(tmp_path / "remote2")
+    with pytest.raises(CuratorError, match="does not match its sha256"):
+        push_export(out, "me/x", api=hub2)
+    assert hub2.calls == []
+    with pytest.raises(CuratorError, match="expected a hub dataset id OWNER/NAME"):
+        push_export(out, "no-owner", api=hub2)
+
+
+def test_cli_export_push_to_hub(store_url, tmp_path, monkeypatch):
+    import httpx
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from curator.audio import AudioStore
+
+    with open_store(store_url)() as s:
+        paper_world(s, AudioStore(tmp_path / "audio"))
+        build_pairs(s, progress=False)
+        s.commit()
+    made = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: made.append(FakeHub(tmp_path / "remote")) or made[-1])
+    args = ["export", str(tmp_path / "out"), "--db", store_url, "--audio-root", str(tmp_path / "audio"),
+            "--push-to-hub", "lab/alpaca"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "uploaded" in res.output and "lab/alpaca/commit/abc" in res.output
+    assert (tmp_path / "remote" / "lab" / "alpaca" / MANIFEST).is_file() and not made[0].calls[0][3]
+
+    refusal = HfHubHTTPError("403 Forbidden: you have no write access to lab/alpaca",
+                             response=httpx.Response(403, request=httpx.Request("POST", "https://huggingface.co")))
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: FakeHub(tmp_path / "r", refuse=refusal))
+    try:
+        res = runner.invoke(app, ["--quiet", *args, "--force"])  # --quiet: no progress bar in the output
+    finally:
+        from curator.cli.common import set_quiet
+
+        set_quiet(False)
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 2, res.output  # export line, one error
+    assert "error: --push-to-hub lab/alpaca: the hub refused the upload (403 Forbidden" in res.output
+    res = runner.invoke(app, ["export", str(tmp_path / "o2"), "--db", store_url, "--private"])
+    assert res.exit_code == 2 and "--private goes with --push-to-hub" in res.output

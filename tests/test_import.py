@@ -212,3 +212,32 @@ def test_unknown_strategy_spellings(value):
 
     with pytest.raises(CuratorError, match="row 1: unknown strategy"):
         _strategy(value, None, "row 1")
+
+
+def test_import_a_datasets_folder_and_an_unreachable_id(session, audio_store, store_url, tmp_path, monkeypatch):
+    """The published layout through `datasets` (a save_to_disk folder: the offline copy of
+    declare-lab/audio-alpaca) imports like the parquet it was made from."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    from trainer.synthetic import write_datasets_folder, write_export
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    parquet = write_export(tmp_path / "src.parquet", 4, duration_s=0.1)
+    folder = write_datasets_folder(parquet, tmp_path / "audio-alpaca")
+    counts = import_pairs(session, audio_store, folder, progress=False)
+    session.commit()
+    assert (counts.rows, counts.pairs_created, counts.clips_created) == (4, 4, 8)
+    rows = session.execute(select(Caption.text, Pair.strategy, Pair.source).join(Caption, Caption.id == Pair.caption_id)
+                           .order_by(Pair.id)).all()
+    src = pq.read_table(parquet).to_pydict()
+    assert [(r[0], r[1]) for r in rows] == list(zip(src["prompt"], src["strategy"]))
+    assert {r[2] for r in rows} == {"import:audio-alpaca"}
+    again = import_pairs(session, audio_store, parquet, name="audio-alpaca", progress=False)  # the same clips
+    assert again.pairs_created == 0 and again.pairs_existing == 4
+
+    res = runner.invoke(app, ["import-pairs", "declare-lab/audio-alpaca", "--db", store_url,
+                              "--audio-root", str(tmp_path / "a")])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+    assert "import declare-lab/audio-alpaca: the datasets id cannot be fetched" in res.output

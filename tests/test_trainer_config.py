@@ -1,5 +1,6 @@
 """Trainer config (validated on load, paper defaults), audit policies, export reading."""
 
+import hashlib
 import json
 
 import pytest
@@ -165,3 +166,47 @@ def test_checkpoint_pruning_and_latest(tmp_path):
     (tmp_path / "step-12" / STATE_FILE).write_text("{}")
     assert [p.name for p in prune_checkpoints(tmp_path, 2)] == ["step-2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".step-12.tmp", "step-10", "step-12", "step-99"]
+
+
+def _offline(monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.mark.parametrize("as_dict", [True, False])
+def test_datasets_folder_in_the_published_layout(tmp_path, monkeypatch, as_dict):
+    from trainer.data import load_pairs
+    from trainer.synthetic import write_datasets_folder
+
+    _offline(monkeypatch)
+    export = write_export(tmp_path / "e.parquet", 5, duration_s=0.1)
+    folder = write_datasets_folder(export, tmp_path / "audio-alpaca", as_dict=as_dict)
+    got, want = load_pairs(str(folder)), load_pairs(str(export))
+    assert got.source == f"datasets:{folder}" and want.source.startswith("export:")
+    assert [(p.prompt, p.chosen_sha, p.rejected_sha, p.strategy) for p in got.pairs] == \
+        [(p.prompt, p.chosen_sha, p.rejected_sha, p.strategy) for p in want.pairs]
+    assert got.source_hash == want.source_hash  # the same pairs: the cache and the reference terms are shared
+    wanted = {got.pairs[1].chosen_sha, got.pairs[4].rejected_sha}
+    streamed = {sha: data for sha, data, _ in got.clips(wanted)}
+    assert set(streamed) == wanted and all(hashlib.sha256(d).hexdigest() == s for s, d in streamed.items())
+
+
+def test_datasets_bad_sources_are_one_line(tmp_path, monkeypatch):
+    import datasets
+
+    from trainer.data import load_pairs
+
+    _offline(monkeypatch)
+    with pytest.raises(CuratorError) as err:
+        load_pairs("declare-lab/audio-alpaca")  # not cached, hub unreachable
+    msg = str(err.value)
+    assert msg.startswith("--data declare-lab/audio-alpaca: the datasets id cannot be fetched") and "\n" not in msg
+    datasets.Dataset.from_dict({"prompt": ["a"], "winner": [b"x"]}).save_to_disk(str(tmp_path / "other"))
+    with pytest.raises(CuratorError, match=r"missing column\(s\) chosen, rejected \(the Audio-alpaca layout"):
+        load_pairs(str(tmp_path / "other"))
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict({"prompt": ["a"]})}).save_to_disk(str(tmp_path / "t"))
+    with pytest.raises(CuratorError, match="no 'train' split"):
+        load_pairs(str(tmp_path / "t"))

@@ -46,7 +46,8 @@ def _run_epilog() -> str:
 def run_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help="A .json, .toml or .yaml file of config keys."),
     model: Optional[str] = typer.Option(None, "--model", help="tiny | a Tango folder | an AudioLDMPipeline folder | a hub id (the reference model)."),
-    data: Optional[str] = typer.Option(None, "--data", help="An export folder or .parquet file; 'store' for --db pairs."),
+    data: Optional[str] = typer.Option(None, "--data", help="An export folder or .parquet file, a datasets folder (save_to_disk) or hub id "
+                                                             "(prompt, chosen, rejected, strategy); 'store' for --db pairs."),
     out: Optional[str] = typer.Option(None, "--out", help="Run folder: DIR/step-K/ checkpoints, DIR/metrics.jsonl."),
     set_: List[str] = typer.Option([], "--set", help="key=value config override (repeatable)."),
     db: Optional[str] = DbOption,
@@ -105,15 +106,15 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
 
                     return load_store_pairs(session, audio_store_for(db, audio_root), preset=cfg.preset,
                                             policy=cfg.audit_policy)
-                from trainer.data import load_export
+                from trainer.data import load_pairs
 
-                return load_export(cfg.data)
+                return load_pairs(cfg.data)
 
             result = run_training(cfg, loader, resume=resume, session=session, progress=progress)
     else:
-        from trainer.data import load_export
+        from trainer.data import load_pairs
 
-        result = run_training(cfg, lambda: load_export(cfg.data), resume=resume, progress=progress)
+        result = run_training(cfg, lambda: load_pairs(cfg.data), resume=resume, progress=progress)
     if int(os.environ.get("RANK", "0") or 0) != 0:  # one summary per launch, from the main process
         return
     last = result.last_metrics

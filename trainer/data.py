@@ -6,6 +6,8 @@ Two sources, one result (`PairSet`):
   (PAPER.md §4.1: columns `prompt`, `chosen`, `rejected`, `strategy`). An audio cell is a
   Hugging Face `Audio` struct `{bytes, path}` (bytes win; a path is relative to the parquet's
   folder), raw bytes, or a path string. A folder means every `*.parquet` under it, in path order.
+- **datasets** (`--data declare-lab/audio-alpaca` or a folder `save_to_disk` wrote): the same
+  columns through the `datasets` library (curator.hub_data), its `train` split in row order.
 - **Store** (`--data store --db URL --preset NAME --set audit_policy=…`): the pairs the preset's
   filter keeps (curator.filter), then the audit policy over the raters' verdicts
   (annotate_ui.audit.verdict_counts: agree / disagree / both_good / both_bad per pair):
@@ -168,6 +170,51 @@ def load_export(path: str | Path) -> PairSet:
             raise CuratorError(f"{len(left)} clip(s) vanished from {path} while reading it")
 
     return PairSet(source=f"export:{Path(path)}", pairs=pairs, clips=clips, clip_labels=labels)
+
+
+def load_datasets(spec: str) -> PairSet:
+    """Every row of the `train` split of a datasets hub id or save_to_disk folder, in row order."""
+    from curator.hub_data import dataset_name, dataset_rows, open_dataset
+
+    ds = open_dataset(spec)
+    name = dataset_name(spec)
+    base = Path(spec) if Path(spec).is_dir() else Path.cwd()
+    pairs: list[PairMeta] = []
+    labels: dict[str, str] = {}
+    for label, rec in dataset_rows(ds, name):
+        prompt = rec["prompt"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise CuratorError(f"{label}: the prompt is empty")
+        shas = []
+        for side in ("chosen", "rejected"):
+            data = _cell_bytes(rec[side], base, f"{label} {side}")
+            sha = hashlib.sha256(data).hexdigest()
+            labels.setdefault(sha, f"{label} {side}")
+            shas.append(sha)
+        pairs.append(PairMeta(label, prompt, shas[0], shas[1], str(rec.get("strategy") or "")))
+
+    def clips(wanted: set[str]) -> Iterator[tuple[str, bytes, str]]:
+        left = set(wanted)
+        for label, rec in dataset_rows(ds, name, ("chosen", "rejected")):
+            if not left:
+                return
+            for side in ("chosen", "rejected"):
+                data = _cell_bytes(rec[side], base, f"{label} {side}")
+                sha = hashlib.sha256(data).hexdigest()
+                if sha in left:
+                    left.discard(sha)
+                    yield sha, data, f"{label} {side}"
+        if left:
+            raise CuratorError(f"{len(left)} clip(s) vanished from {spec} while reading it")
+
+    return PairSet(source=f"datasets:{spec}", pairs=pairs, clips=clips, clip_labels=labels)
+
+
+def load_pairs(spec: str) -> PairSet:
+    """`--data SPEC` (not the store): a datasets folder or hub id, else an export folder / parquet file."""
+    from curator.hub_data import is_datasets_source
+
+    return load_datasets(spec) if is_datasets_source(spec) else load_export(spec)
 
 
 # --------------------------------------------------------------------------- store

@@ -42,3 +42,18 @@ def write_export(path: str | Path, n: int = 8, *, duration_s: float = 0.64, seed
     schema = pa.schema([("prompt", pa.string()), ("chosen", audio), ("rejected", audio), ("strategy", pa.string())])
     pq.write_table(pa.table(rows, schema=schema), path)
     return path
+
+
+def write_datasets_folder(parquet: str | Path, folder: str | Path, *, as_dict: bool = True) -> Path:
+    """The rows of the PARQUET export as the published Audio-alpaca `datasets` layout (prompt,
+    chosen/rejected as Audio at 16 kHz, strategy), written with save_to_disk to FOLDER: a
+    DatasetDict with a `train` split (AS_DICT) or a bare Dataset."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    features = datasets.Features({"prompt": datasets.Value("string"), "chosen": datasets.Audio(sampling_rate=SAMPLE_RATE),
+                                  "rejected": datasets.Audio(sampling_rate=SAMPLE_RATE),
+                                  "strategy": datasets.Value("string")})
+    ds = datasets.Dataset.from_list(pq.read_table(parquet).to_pylist(), features=features)
+    (datasets.DatasetDict({"train": ds}) if as_dict else ds).save_to_disk(str(folder))
+    return Path(folder)

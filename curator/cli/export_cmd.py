@@ -22,6 +22,10 @@ def export(
     audio: AudioLayout = typer.Option("embedded", "--audio",
                               help="Where the clips go: embedded (WAV bytes in the parquet, as the published set), "
                                    "files (OUT/audio/*.wav, path-only cells), or both."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
+                                              help="Then upload OUT to this hub dataset repo (OWNER/NAME) with "
+                                                   "huggingface_hub; the token is the machine's login or HF_TOKEN."),
+    private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo private."),
     db: DbOpt = DB_DEFAULT,
     audio_root: AudioRootOpt = None,
 ) -> None:
@@ -37,6 +41,11 @@ def export(
     from curator.audio import audio_store_for
     from curator.export import MANIFEST, export_audio_alpaca
 
+    if push_to_hub is None and private:
+        from curator.errors import CuratorError
+
+        raise CuratorError("--private goes with --push-to-hub REPO")
+
     factory = open_store(db)
     with factory() as session:
         path = export_audio_alpaca(session, audio_store_for(db, audio_root), out, preset_name=preset, db_url=db,
@@ -45,11 +54,17 @@ def export(
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     counts = ", ".join(f"S{k}: {v}" for k, v in manifest["counts"].items() if k != "total")
     typer.echo(f"exported {manifest['n_pairs']} pairs ({counts}) with preset {preset!r} to {path}")
+    if push_to_hub:
+        from curator.export import push_export
+
+        url = push_export(path, push_to_hub, private=private)
+        typer.echo(f"uploaded {path} to the hub dataset {push_to_hub}: {url}")
 
 
 @user_errors
 def import_pairs(
-    path: Path = typer.Argument(..., help="A parquet file shaped like Audio-alpaca, or a folder with a CSV "
+    path: Path = typer.Argument(..., help="A parquet file shaped like Audio-alpaca, a datasets hub id or "
+                                          "save_to_disk folder in its layout, or a folder with a CSV "
                                           "(prompt,chosen,rejected,strategy; audio file paths)."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the set (default: file/folder name); "
                                                             "sources are recorded as import:NAME."),
@@ -66,7 +81,7 @@ def import_pairs(
     with factory() as session:
         try:
             counts = run_import(session, audio_store_for(db, audio_root), path, name=name,
-                                strategy_default=strategy_default)
+                                strategy_default=strategy_default, progress=show_progress())
             session.commit()
         except BaseException:
             session.rollback()

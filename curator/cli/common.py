@@ -131,29 +131,28 @@ def choices(name: str, values) -> type:
 
 # the exception classes of the parser typer runs (click's, or the copy newer typer versions carry)
 _UsageError = typer.BadParameter.__base__
-_ClickException = _UsageError.__base__
 
 
 class OneLineErrors(TyperGroup):
     """The top-level command group: a usage error (a bad choice, a missing option, an unknown
     flag) is one line on stderr with exit status 2, like every other error a user can cause."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+    @staticmethod
+    def _one_line(exc, where: str):
+        message = " ".join(exc.format_message().replace("Value error, ", "").split())
+        if not message:  # no arguments: the help was printed, let the parser finish as usual
+            raise exc
+        typer.secho(f"error: {message} (see `{where} --help`)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+    def make_context(self, info_name, args, parent=None, **extra):
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().make_context(info_name, args, parent=parent, **extra)
         except _UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx is not None else (prog_name or self.name)
-            message = " ".join(exc.format_message().replace("Value error, ", "").split())
-            if not message:  # no arguments: the help was printed
-                sys.exit(exc.exit_code)
-            typer.secho(f"error: {message} (see `{where} --help`)", fg=typer.colors.RED, err=True)
-            sys.exit(2)
-        except _ClickException as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except typer.Abort:
-            typer.echo("aborted", err=True)
-            sys.exit(1)
-        sys.exit(rv if isinstance(rv, int) else 0)
+            self._one_line(exc, exc.ctx.command_path if exc.ctx is not None else (info_name or self.name))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _UsageError as exc:
+            self._one_line(exc, exc.ctx.command_path if exc.ctx is not None else ctx.command_path)

@@ -74,6 +74,9 @@ class TrainConfig:
     mixed_precision: Literal["no", "fp16", "bf16"] = _key(
         "no", "autocast dtype with fp32 master weights (accelerate)")
     gradient_checkpointing: bool = _key(False, "recompute the UNet's activations in the backward pass (less memory)")
+    memory_check: bool = _key(
+        True, "refuse, before the loop, a run whose estimated peak memory exceeds the device's free memory "
+              "(trainer/memory.py)")
     precompute_reference: bool = _key(
         True, "the frozen reference's MSE of every DPO micro-batch computed in one pass before the loop "
               "(trainer/reference.py, like TRL's precompute_ref_log_probs); false = a live reference pass per step",
@@ -260,7 +263,7 @@ def load_config(config_file: str | Path | None = None, overrides: list[str] | No
 # Fields that may differ between a run and its resume (everything else must match).
 RESUME_MUTABLE = ("data", "max_steps", "checkpoint_every", "checkpoints_total_limit", "log_every", "report_to",
                   "cache_dir",
-                  "cache_batch_size", "out", "mixed_precision", "gradient_checkpointing", "precompute_reference")
+                  "cache_batch_size", "out", "mixed_precision", "gradient_checkpointing", "precompute_reference", "memory_check")
 
 
 def resume_mismatch(saved: TrainConfig, current: TrainConfig) -> list[str]:

@@ -410,6 +410,13 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
     tango = load_base(base_path)
     if saved_state and saved_state.get("unet") != unet_signature(tango.unet):
         raise CuratorError(f"--resume {resume}: the checkpoint's UNet architecture differs from the base model {base_path}")
+    # will it fit? one line with the estimate before any work (trainer/memory.py)
+    from trainer.memory import check_fits
+
+    frozen = sum(p.numel() for m in (tango.text_encoder, tango.vae, tango.vocoder) for p in m.parameters())
+    on_cpu = device.type == "cpu"
+    check_fits(cfg, tango.unet, device, frozen_params=frozen if on_cpu else 0,
+               resident_bytes=4.0 * (sum(p.numel() for p in tango.unet.parameters()) + frozen) if on_cpu else 0.0)
     scheduler = tango.scheduler
     unet = tango.unet
     ref_unet = copy.deepcopy(unet).eval().requires_grad_(False)  # frozen reference (PAPER.md §4.2)

@@ -139,7 +139,7 @@ def _unpickler_detail(exc: BaseException) -> str:
     """The line of a weights_only UnpicklingError that says what went wrong (torch wraps it in advice)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     for i, line in enumerate(lines):
-        if line.startswith("WeightsUnpickler error:") or line.endswith("WeightsUnpickler error:"):
+        if "WeightsUnpickler error:" in line:
             detail = line.split("WeightsUnpickler error:", 1)[1].strip()
             if not detail and i + 1 < len(lines):
                 detail = lines[i + 1]

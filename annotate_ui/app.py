@@ -389,36 +389,44 @@ class Guard:
             return await _login_page(fastapi.Request(scope))(scope, receive, send)
 
         seen = 0
-        started = False
+        started = refused = False
 
         async def counted_receive():
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _BodyTooLarge
+                if seen > limit:  # answer 413 now; the app sees the client gone and its reply is dropped
+                    refused = True
+                    if not started:
+                        await self._too_large(scope, receive, tracked_send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracked_send(message):
             nonlocal started
             if message["type"] == "http.response.start":
+                if started:
+                    return
                 started = True
-            await send(message)
+            elif refused and message["type"] == "http.response.body" and not message.get("_guard"):
+                return
+            await send({k: v for k, v in message.items() if k != "_guard"})
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._too_large(scope, receive, send)
+        except Exception:
+            if not refused:
+                raise
 
     async def _too_large(self, scope, receive, send):
-        response = PlainTextResponse(f"request body larger than {self.ctx.max_body_bytes} bytes", 413)
-        await response(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
+        body = f"request body larger than {self.ctx.max_body_bytes} bytes".encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body, "_guard": True})
 
 
 def _login_page(request: fastapi.Request) -> Response:

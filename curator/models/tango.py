@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from curator.errors import CuratorError
+from curator.fsutil import remove_stale_siblings, temp_sibling
 
 MAIN_CONFIG = "main_config.json"
 MAIN_WEIGHTS = "pytorch_model_main.bin"
@@ -852,7 +853,9 @@ def save_tango(tango: Tango, folder: str | Path) -> Path:
         _write_layout(tango, folder)
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    remove_stale_siblings(folder)  # temp folders of a save that was killed
+    tmp = temp_sibling(folder)
+    tmp.mkdir()
     try:
         _write_layout(tango, tmp)
         os.replace(tmp, folder)

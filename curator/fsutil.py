@@ -60,4 +60,22 @@ def remove_stale_siblings(target: str | Path) -> list[Path]:
     return removed
 
 
-__all__ = ["temp_sibling", "remove_stale_siblings"]
+
+
+
+def read_utf8(path: str | Path, what: str = "file") -> str:
+    """The text of PATH (a UTF-8 byte order mark is dropped); one CuratorError line when it is
+    missing, not a file, or not UTF-8."""
+    from curator.errors import CuratorError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CuratorError(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CuratorError(f"{what} {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                           f"{exc.start})") from None
+    except OSError as exc:
+        raise CuratorError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+__all__ = ["temp_sibling", "remove_stale_siblings", "read_utf8"]

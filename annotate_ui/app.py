@@ -83,6 +83,7 @@ class UIContext:
     media: MediaTokens = field(default_factory=MediaTokens, repr=False)
     copies: CopyCache = field(default_factory=CopyCache, repr=False)
     limiter: LoginLimiter = field(default_factory=LoginLimiter, repr=False)
+    locked_delay_s: float = 1.0  # a refused (locked-out) login is answered after this pause
     sessions: SessionClock | None = field(default=None, repr=False)
     # argon2 checks run here: two threads, so a login flood takes at most two cores' worth of hashing
     # and never the event loop that serves the raters
@@ -333,8 +334,7 @@ def app_routes(ctx: UIContext) -> list:
         client = request.client.host if request.client else None
         wait = ctx.limiter.locked_for(username, client)
         if wait > 0:
-            return JSONResponse({"detail": f"too many failed logins: try again in {math.ceil(wait)} s"},
-                                status_code=429, headers={"Retry-After": str(math.ceil(wait))})
+            return await _locked_out(ctx, wait)
         ok = await asyncio.get_running_loop().run_in_executor(ctx.login_pool, ctx.login, username, password)
         if not ok:
             ctx.limiter.failed(username, client)
@@ -354,6 +354,15 @@ def app_routes(ctx: UIContext) -> list:
     return router.routes
 
 
+async def _locked_out(ctx: UIContext, wait: float) -> Response:
+    """429 for a locked account or client, after `ctx.locked_delay_s`: a client hammering /login in a
+    loop gets one answer a second per connection instead of hundreds, so the flood cannot crowd the
+    event loop that serves the raters (a waiting answer costs the server nothing)."""
+    await asyncio.sleep(ctx.locked_delay_s)
+    return JSONResponse({"detail": f"too many failed logins: try again in {math.ceil(wait)} s"},
+                        status_code=429, headers={"Retry-After": str(math.ceil(wait))})
+
+
 class Guard:
     """ASGI middleware in front of the whole app:
 
@@ -362,7 +371,8 @@ class Guard:
     * a login token idle for longer than `ctx.session_idle_s` is dropped (the visitor is logged
       out); the page's heartbeat does not count as use;
     * an anonymous visitor's page is the bare login form, without Gradio's API description (which
-      would list every endpoint, admin ones included).
+      would list every endpoint, admin ones included);
+    * a POST /login from a client that is locked out is refused before its body is read.
     """
 
     def __init__(self, app, ctx: UIContext):
@@ -377,6 +387,10 @@ class Guard:
         if length.isdigit() and int(length) > limit:
             return await self._too_large(scope, receive, send)
         path = scope.get("path", "")
+        if scope.get("method") == "POST" and path.rstrip("/").endswith("/login") and scope.get("client"):
+            wait = self.ctx.limiter.locked_for("", scope["client"][0], account_too=False)
+            if wait > 0:
+                return await (await _locked_out(self.ctx, wait))(scope, receive, send)
         app = scope.get("app")
         tokens = getattr(app, "tokens", None)
         token = _cookie_token(app, cookie_parser(headers.get("cookie", ""))) if tokens is not None else None
@@ -705,7 +719,7 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
 
 
 def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:
-    """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter (UIContext's fields)."""
+    """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions (UIContext fields)."""
     from db.session import open_store
 
     return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store, **settings)

@@ -201,11 +201,13 @@ class LoginLimiter:
             keys.append(("client", str(client)[:100]))
         return keys
 
-    def locked_for(self, account: str, client: str | None) -> float:
-        """Seconds until ACCOUNT (and CLIENT) may try again; 0 when free."""
+    def locked_for(self, account: str, client: str | None, *, account_too: bool = True) -> float:
+        """Seconds until ACCOUNT (and CLIENT) may try again; 0 when free. account_too=False: the
+        client only (what is known before a request's body is read)."""
         now = self.clock()
+        keys = self._keys(account, client)[0 if account_too else 1:]
         with self._lock:
-            waits = [st.until - now for k in self._keys(account, client) if (st := self._strikes.get(k))]
+            waits = [st.until - now for k in keys if (st := self._strikes.get(k))]
         return max([0.0, *waits])
 
     def failed(self, account: str, client: str | None) -> float:

@@ -10,8 +10,12 @@
    lost or duplicated, no pair over its overlap, never twice to one rater).
 2. Threshold view refresh (`annotate_ui.tuning.view` + the frames the plots get) at 100k and 1M
    pairs of random scores.
+3. --login-flood N: one rater's next-pair latency alone, then while N anonymous clients flood
+   /login with wrong passwords (argon2 checks run on worker threads; the lockout then refuses
+   the flood without checking anything). Both phases in one run, and their ratio.
 
     .venv/bin/python benchmarks/bench_ui.py [--raters 20] [--votes 200] [--think-ms 2000] [--db URL] [--skip-http]
+    .venv/bin/python benchmarks/bench_ui.py --login-flood 4 [--votes 200]   # 3. next-pair p95 under a /login flood
 
 --db: a fresh SQLite file per run by default; with a PostgreSQL URL
 (postgresql+psycopg://postgres@127.0.0.1:5432/postgres) each run creates its own database on that
@@ -321,6 +325,94 @@ def bench_view(n: int, repeats: int = 20) -> dict:
             "kept": v.counts["total"]}
 
 
+def bench_login_flood(db_url: str | None, votes: int, flooders: int) -> dict:
+    """One rater votes VOTES times with nobody else on the server, then VOTES times while FLOODERS
+    anonymous clients POST wrong passwords to /login as fast as they can (each its own connection,
+    cycling user names, all from 127.0.0.1 as one attacking host would). Reported: the rater's
+    next-pair (vote round trip) and audio latencies in both phases and their ratio, and what the
+    flood got back (400: a password was checked; 429: refused by the lockout, nothing checked)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ui_flood_"))
+    with fresh_store(db_url, tmp) as url:
+        return _bench_login_flood(url, tmp, votes, flooders)
+
+
+def _bench_login_flood(url: str, tmp: Path, votes: int, flooders: int) -> dict:
+    import httpx
+
+    from annotate_ui import audit
+    from annotate_ui.app import make_context
+    from curator.audio import AudioStore
+    from db.session import upgrade
+    from test_ui_app import free_port
+    from test_ui_fixtures import PASSWORD, make_pool, make_users
+
+    upgrade(url)
+    store = AudioStore(tmp / "audio")
+    ctx = make_context(url, store)
+    with ctx.session() as s:
+        pairs = make_pool(s, store, 2 * votes + 10, seed=3)
+        make_users(s, n_raters=1, admins=1, prefix="flood")
+        audit.enqueue(s, pairs, reason="random", added_by="bench", overlap=1)
+    port = free_port()
+    server = _serve(url, store.root, port, 4, tmp / "annotate-ui.log")
+    base = f"http://127.0.0.1:{port}/"
+    stop = threading.Event()
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def flood(k: int) -> None:
+        with httpx.Client(base_url=base, timeout=60) as h:
+            i = 0
+            while not stop.is_set():
+                name = ("admin0", "flood0", f"user{k}_{i % 50}")[i % 3]
+                try:
+                    code = h.post("/login", data={"username": name, "password": f"wrong-{i}"}).status_code
+                except httpx.HTTPError:
+                    code = -1
+                with lock:
+                    statuses[code] = statuses.get(code, 0) + 1
+                i += 1
+
+    def phase(c: RawClient, out, n: int):
+        lv, la = [], []
+        for k in range(n):
+            t = time.perf_counter()
+            out = c.run(("vote_A", "vote_B")[k % 2], out[0], "")
+            lv.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for src in AUDIO_SRC.findall(out[2] or ""):
+                c.h.get("/" + src).raise_for_status()
+            la.append(time.perf_counter() - t)
+        return out, lv, la
+
+    try:
+        c = RawClient(base, "flood0", PASSWORD)
+        out = c.run("next")
+        out, quiet_v, quiet_a = phase(c, out, votes)
+        threads = [threading.Thread(target=flood, args=(k,), daemon=True) for k in range(flooders)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # the flood is under way before the rater's first measured vote
+        out, flood_v, flood_a = phase(c, out, votes)
+        stop.set()
+        for t in threads:
+            t.join(60)
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(30)
+    q95, f95 = percentile(quiet_v, 95), percentile(flood_v, 95)
+    return {
+        "store": url.split(":")[0], "votes_each_phase": votes, "flooders": flooders,
+        "next_pair_ms_p50_quiet": round(percentile(quiet_v, 50), 1), "next_pair_ms_p95_quiet": round(q95, 1),
+        "next_pair_ms_p50_flood": round(percentile(flood_v, 50), 1), "next_pair_ms_p95_flood": round(f95, 1),
+        "audio_both_ms_p95_quiet": round(percentile(quiet_a, 95), 1),
+        "audio_both_ms_p95_flood": round(percentile(flood_a, 95), 1),
+        "p95_ratio_flood_over_quiet": round(f95 / q95, 2),
+        "flood_responses": {str(k): v for k, v in sorted(statuses.items())},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raters", type=int, default=20)
@@ -331,10 +423,17 @@ def main() -> None:
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-logic", action="store_true")
     ap.add_argument("--skip-view", action="store_true")
+    ap.add_argument("--login-flood", type=int, default=0, metavar="N",
+                    help="only the login-flood benchmark: 1 rater's next-pair latency alone, then while N clients "
+                         "flood /login with wrong passwords (--votes per phase)")
     args = ap.parse_args()
     import logging
 
     logging.disable(logging.WARNING)
+    if args.login_flood:
+        for url in args.db or [None]:
+            print(json.dumps({"bench": "login_flood", **bench_login_flood(url, args.votes, args.login_flood)}), flush=True)
+        return
     if not args.skip_view:
         for n in (100_000, 1_000_000):
             print(json.dumps({"bench": "threshold_view", **bench_view(n)}), flush=True)

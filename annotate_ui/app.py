@@ -85,10 +85,10 @@ class UIContext:
     limiter: LoginLimiter = field(default_factory=LoginLimiter, repr=False)
     locked_delay_s: float = 1.0  # a refused (locked-out) login is answered after this pause
     sessions: SessionClock | None = field(default=None, repr=False)
-    # argon2 checks run here: two threads, so a login flood takes at most two cores' worth of hashing
-    # and never the event loop that serves the raters
+    # argon2 checks run here, one at a time: never on the event loop that serves the raters, and a flood
+    # of logins queues here instead of taking every core (a check is ~0.1 s; people log in rarely)
     login_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="login"), repr=False)
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="login"), repr=False)
     _tuning: dict = field(default_factory=dict, repr=False)  # (model1, model2) → TuningData (store data, not user state)
     _tuning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

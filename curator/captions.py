@@ -111,14 +111,14 @@ class ImportResult:
                 f"{self.already_stored} already in the store")
 
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls and DEL, not tab/CR/LF
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls and DEL, not tab/CR/LF
 
 
 def check_control(text: str, where: str) -> str:
     """Refuse text holding a control character (NUL, ESC, DEL, C1 …): they are refused, not
     stripped, so what is stored is what the file says. Tabs and line breaks are white space,
     which normalize_caption collapses. PostgreSQL could not store a NUL at all; SQLite would."""
-    m = _CONTROL_RE.search(text)
+    m = CONTROL_RE.search(text)
     if m is not None:
         raise CuratorError(f"{where}: caption holds the control character U+{ord(m.group(0)):04X} at character "
                            f"{m.start() + 1}; remove it")

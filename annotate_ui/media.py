@@ -15,8 +15,10 @@ session is a real item's clip shown with another prompt. So, for every clip hand
   PCM (seeded by the token) and a `JUNK` chunk of random length before the data. ±1 LSB is
   −90 dBFS, below the 16-bit quantisation noise the stored clip already has and far below
   hearing, so the rater hears the same clip while no two copies share a hash or a file size.
-  (What a rater hears and its duration cannot be hidden without changing the clip; the point
-  is that nothing below what a person perceives identifies it.)
+  What this does not hide: the audio itself. A script that decodes two copies and compares the
+  samples (they differ by at most one step) still finds that they are one clip, as a person
+  listening closely could; hiding that would take changes a rater can hear. It defeats what can
+  be counted without listening: hashes, sizes, ETags, dates and URLs.
 
 Tokens live in memory (bounded per user, they expire when the server restarts; the page then
 asks for a new one on its next event). Everything here is plain code; app.py wires the route.

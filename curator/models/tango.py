@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from curator.errors import CuratorError
+from curator.fsutil import remove_stale_siblings, temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -865,7 +866,9 @@ def save_tango(tango: Tango, folder: str | Path) -> Path:
         _write_layout(tango, folder)
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    remove_stale_siblings(folder)  # temp folders of a save that was killed
+    tmp = temp_sibling(folder)
+    tmp.mkdir()
     try:
         _write_layout(tango, tmp)
         os.replace(tmp, folder)

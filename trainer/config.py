@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from curator.errors import CuratorError
+from curator.fsutil import read_utf8
 
 AUDIT_POLICIES = ("ignore", "drop-rejected", "human-winner", "majority")
 OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
@@ -190,12 +191,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise CuratorError(f"config file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise CuratorError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_utf8(path, "config file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

@@ -163,16 +163,19 @@ def child_step(variant: str, folder: str, pairs: int, seconds: float, steps: int
         tango.text_encoder = tango.vae = tango.vocoder = None
     unet = tango.unet.train().requires_grad_(True)
     ref, ref_mse, ref_autocast, autocast, prepass = None, None, None, None, None
+    # the load gauge: one no-grad pass of the plain UNet on this batch, the same work in every
+    # variant (on a shared machine, the step times are compared after scaling by it)
+    batch = StepBatch(x["z_w"], x["z_l"], x["hidden"], x["mask"], x["t"], x["noise"])
+    t0 = time.perf_counter()
+    gauge_mse = reference_mse(unet, tango.scheduler, batch)
+    gauge = time.perf_counter() - t0
     if variant in ("official-style", "live reference"):
         ref = copy.deepcopy(unet).eval().requires_grad_(False)
     elif variant == "live reference bf16":
         ref = copy.deepcopy(unet).eval().requires_grad_(False).to(torch.bfloat16)
         ref_autocast = torch.bfloat16
-    else:  # the pre-pass: at step 0 the policy is the reference, so its no-grad pass gives the terms
-        batch = StepBatch(x["z_w"], x["z_l"], x["hidden"], x["mask"], x["t"], x["noise"])
-        t0 = time.perf_counter()
-        ref_mse = reference_mse(unet, tango.scheduler, batch)
-        prepass = time.perf_counter() - t0
+    else:  # the pre-pass: at step 0 the policy is the reference, so the gauge pass gave its terms
+        ref_mse, prepass = gauge_mse, gauge
     if variant == "bf16 autocast":
         autocast = torch.bfloat16
     if variant == "gradient checkpointing":
@@ -218,7 +221,7 @@ def child_step(variant: str, folder: str, pairs: int, seconds: float, steps: int
             times.append(time.perf_counter() - t0)
     out = {"variant": variant, "step_s": statistics.median(times), "times": times, "warmup_s": warmup_s, "warmup_steps": warmup,
            "peak_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else peak.peak,
-           "resident_before_bytes": before, "loss": loss, "prepass_s": prepass, "device": device.type,
+           "resident_before_bytes": before, "loss": loss, "prepass_s": prepass, "gauge_s": gauge, "device": device.type,
            "unet_params": sum(p.numel() for p in unet.parameters()),
            "latent": list(x["z_w"].shape[1:]), "threads": torch.get_num_threads()}
     if device.type == "cuda":
@@ -370,6 +373,8 @@ def main() -> None:
     ap.add_argument("--budget-gb", type=float, default=14.0, help="skip a variant whose estimate exceeds this")
     ap.add_argument("--optim-slice", type=int, default=150_000_000, help="parameters in the optimizer measurement")
     ap.add_argument("--timeout", type=float, default=1500.0, help="seconds per variant")
+    ap.add_argument("--report-from", nargs="+", metavar="LOG",
+                    help="print the table from the result lines of earlier runs' output (later lines win)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     gpu = torch.cuda.is_available()
@@ -390,6 +395,15 @@ def main() -> None:
     from curator.models.real_size import build_real_size_tango, parameter_counts
 
     counts = parameter_counts()
+    if args.report_from:  # the lines "  VARIANT: {json}" this script printed
+        results = {}
+        for log in args.report_from:
+            for line in Path(log).read_text(encoding="utf-8").splitlines():
+                name, sep, rest = line.strip().partition(": {")
+                if sep and name in STEP_VARIANTS + OPTIONAL_VARIANTS + OPTIMIZERS + ("generation",):
+                    results[name] = json.loads("{" + rest)
+        report(results, counts, count_flops(seconds, pairs), count_flops(10.24, 4), pairs, seconds, gpu)
+        return
     folder = Path(args.folder)
     if not (folder / "main_config.json").is_file():
         print(f"building the real-size Tango in {folder} (random weights, declare-lab layout) ...", flush=True)
@@ -447,16 +461,26 @@ def report(results, counts, flops_cpu, flops_paper, pairs, seconds, gpu) -> None
           f"{flops_paper['trainer'] / 1e12:.1f} T vs {flops_paper['official'] / 1e12:.1f} T")
     base = results.get("this trainer", {})
     off = results.get("official-style", {})
+    # the load gauge (the same no-grad UNet pass in every variant): times scaled to the least-loaded run
+    gauges = {n: r.get("gauge_s") or r.get("prepass_s") for n, r in results.items() if "step_s" in r and "variant" in r}
+    g0 = min((g for g in gauges.values() if g), default=None)
+
+    def norm(name):
+        r, g = results[name], gauges.get(name)
+        return r["step_s"] * g0 / g if g and g0 else float("nan")
+
     fused = results.get("adamw fused", {})
     adamw_s = fused["step_s"] * counts["unet"] / fused["params"] if "step_s" in fused else None
-    print(f"{'variant':26s}{'step':>10s}{'vs official':>13s}{'peak mem':>12s}{'estimate':>11s}  note")
+    print(f"{'variant':26s}{'step':>10s}{'load-scaled':>12s}{'vs official':>13s}{'peak mem':>12s}{'estimate':>11s}  note")
     for name, r in results.items():
         if "step_s" not in r or "variant" not in r:
             continue
-        ratio = off["step_s"] / r["step_s"] if "step_s" in off else float("nan")
-        note = ""
+        both = gauges.get(name) and gauges.get("official-style")
+        ratio = (norm("official-style") / norm(name) if both else off["step_s"] / r["step_s"]) if "step_s" in off \
+            else float("nan")
+        note = "" if both or "step_s" not in off else "ratio of raw times (no load gauge on one side); "
         if r.get("prepass_s"):
-            note = f"reference pre-pass {r['prepass_s']:.1f} s per micro-batch, once"
+            note += f"reference pre-pass {r['prepass_s']:.1f} s per micro-batch, once"
         if name == "torch.compile":
             note = f"first step (compile) {r['warmup_s']:.0f} s"
         fl = flops_cpu["official" if name == "official-style" else "trainer"]
@@ -467,10 +491,10 @@ def report(results, counts, flops_cpu, flops_paper, pairs, seconds, gpu) -> None
             if peak:
                 note += f" MFU {fl / r['step_s'] / peak:.1%} (bf16 peak)"
         else:
-            note += f" {fl / r['step_s'] / 1e9:.0f} GFLOP/s"
+            note += f"; {fl / r['step_s'] / 1e9:.0f} GFLOP/s"
         if adamw_s is not None:
             note += f"; with fused AdamW ≈ {r['step_s'] + adamw_s:.1f} s"
-        print(f"{name:26s}{r['step_s']:>9.1f}s{ratio:>12.2f}x{r['peak_bytes'] / 2**30:>10.2f}Gi"
+        print(f"{name:26s}{r['step_s']:>9.1f}s{norm(name):>11.1f}s{ratio:>12.2f}x{r['peak_bytes'] / 2**30:>10.2f}Gi"
               f"{r.get('estimate_bytes', 0) / 2**30:>9.2f}Gi  {note.strip()}")
     for name, r in results.items():
         if "error" in r:
@@ -489,10 +513,14 @@ def report(results, counts, flops_cpu, flops_paper, pairs, seconds, gpu) -> None
         print(f"generation, 1 caption × {g['seconds']:g} s, guidance 3: {g['per_step_s']:.1f} s per denoising step, "
               f"{g['fixed_s']:.1f} s T5 + VAE decode + HiFi-GAN; Strategy 1.1's batch (4 clips, "
               f"{'/'.join(map(str, STRATEGY_11_STEPS))} steps = {total_steps} steps) ≈ {est / 60:.1f} min "
-              f"(scaled from runs of 1 and 3 steps); peak {g['peak_bytes'] / 2**30:.2f} GiB; "
+              f"(scaled from runs of {' and '.join(g['runs'])} steps at {g['seconds']:g} s; linear in steps, not in length); peak {g['peak_bytes'] / 2**30:.2f} GiB; "
               f"{flops_paper['generation_step_4_clips'] / 4 / 1e12:.2f} TFLOP per guided step per clip")
     if "step_s" in base and "step_s" in off:
-        print(f"this trainer vs official-style: {off['step_s'] / base['step_s']:.2f}x faster per step, "
+        print(f"load gauge (one no-grad UNet pass, the same in every variant): "
+              + ", ".join(f"{n} {g:.1f} s" for n, g in gauges.items() if g))
+        scaled = norm("official-style") / norm("this trainer")
+        print(f"this trainer vs official-style: {off['step_s'] / base['step_s']:.2f}x faster per step (raw)"
+              + (f", {scaled:.2f}x load-scaled" if scaled == scaled else "") + ", "
               f"peak memory {base['peak_bytes'] / off['peak_bytes']:.2f}x")
     if not gpu:
         print("MFU: not measured (no GPU here); the GPU goals (>= 2x the official step, MFU >= 40 % in bf16, "

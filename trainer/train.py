@@ -413,7 +413,8 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
     # will it fit? one line with the estimate before any work (trainer/memory.py)
     from trainer.memory import check_fits
 
-    frozen = sum(p.numel() for m in (tango.text_encoder, tango.vae, tango.vocoder) for p in m.parameters())
+    frozen = sum(p.numel() for m in (tango.text_encoder, tango.vae, tango.vocoder) if m is not None
+                 for p in m.parameters())
     on_cpu = device.type == "cpu"
     check_fits(cfg, tango.unet, device, frozen_params=frozen if on_cpu else 0,
                resident_bytes=4.0 * (sum(p.numel() for p in tango.unet.parameters()) + frozen) if on_cpu else 0.0)

@@ -60,27 +60,25 @@ def register(app: typer.Typer) -> None:
                 last = u.last_login_at.strftime("%Y-%m-%d %H:%M") if u.last_login_at else "never"
                 typer.echo(f"{u.name}\t{u.role}\t{'active' if u.active else 'disabled'}\tlast login {last}")
 
+    def _set_active(name: str, active: bool, db: str) -> None:
+        from annotate_ui.auth import disable_user, enable_user
+        from db.session import session_scope
+
+        with session_scope(db) as s:
+            (enable_user if active else disable_user)(s, name)
+            typer.echo(f"{'enabled' if active else 'disabled'} user {name}")
+
     @users.command("disable")
     @user_errors
     def disable(name: str = typer.Argument(..., help="Login name."), db: DbOpt = DB_DEFAULT) -> None:
         """Refuse this account from now on (its votes stay)."""
-        from annotate_ui.auth import disable_user
-        from db.session import session_scope
-
-        with session_scope(db) as s:
-            disable_user(s, name)
-            typer.echo(f"disabled user {name}")
+        _set_active(name, False, db)
 
     @users.command("enable")
     @user_errors
     def enable(name: str = typer.Argument(..., help="Login name."), db: DbOpt = DB_DEFAULT) -> None:
         """Let a disabled account log in again."""
-        from annotate_ui.auth import enable_user
-        from db.session import session_scope
-
-        with session_scope(db) as s:
-            enable_user(s, name)
-            typer.echo(f"enabled user {name}")
+        _set_active(name, True, db)
 
     @users.command("passwd")
     @user_errors

@@ -227,7 +227,7 @@ def test_import_a_datasets_folder_and_an_unreachable_id(session, audio_store, st
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    parquet = write_export(tmp_path / "src.parquet", 4, duration_s=0.1)
+    parquet = write_export(tmp_path / "src.parquet", 4, duration_s=0.6)  # imports refuse clips under 0.5 s
     folder = write_datasets_folder(parquet, tmp_path / "audio-alpaca")
     counts = import_pairs(session, audio_store, folder, progress=False)
     session.commit()

@@ -96,6 +96,33 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
                + (f" ({summary})" if summary else ""))
 
 
+@app.command("pretrain")
+@user_errors
+def pretrain_cmd(
+    data: Optional[str] = typer.Option(None, "--data", help="world (miniature-world renders) | an export folder/.parquet | a folder of metadata.jsonl/.csv (file_name, caption) rows."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run folder; the finished model (Tango layout) is written to DIR itself."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A .json or .toml file of pretrain config keys."),
+    set_: List[str] = typer.Option([], "--set", help="key=value config override (repeatable)."),
+    size: str = typer.Option("default", "--size", help="default (two CPU cores) | large (a GPU) | smoke (seconds): the base values --config and --set change."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train a Tango-shaped text-to-audio model from scratch: frozen T5, mel VAE, HiFi-GAN, v-prediction UNet (resumable: rerun to continue)."""
+    from trainer.pretrain import run_pretrain
+    from trainer.pretrain_config import large_config, load_pretrain_config, smoke_config
+
+    bases = {"default": {}, "large": large_config(), "smoke": smoke_config()}
+    if size not in bases:
+        raise CuratorError(f"--size {size!r}: expected one of {', '.join(bases)}")
+    cfg = load_pretrain_config(config, set_, base=bases[size], data=data, out=out)
+    result = run_pretrain(cfg, progress=not quiet, echo=typer.echo)
+    if result.already_done:
+        typer.echo(f"{result.out_dir} is already pretrained ({result.steps} steps); nothing to do")
+        return
+    final = result.summary.get("final", {}).get("unet", {})
+    typer.echo(f"pretrained {result.steps} steps on {result.n_examples} clips → {result.out_dir}"
+               + (f" (loss {final['loss']:.4g})" if "loss" in final else ""))
+
+
 @app.command("eval")
 @user_errors
 def eval_cmd(

@@ -527,7 +527,7 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
         optimizer.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
-        for k, v in (("loss", loss), ("mse", mse.mean()), ("grad_norm", grad_norm)):
+        for k, v in (("loss", loss.detach()), ("mse", mse.detach().mean()), ("grad_norm", grad_norm)):
             window.setdefault(k, []).append(float(v))
         if step % cfg.log_every == 0 or step == cfg.steps:
             last = {k: float(np.mean(v)) for k, v in window.items()}

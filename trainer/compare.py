@@ -215,7 +215,11 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, *, fast: bool = False) -> flo
     if fast:
         trace_root = float(np.sum(np.sqrt(np.clip(np.linalg.eigvals(c1 @ c2).real, 0.0, None))))
     else:
-        root = sqrtm(c1 @ c2)
+        import warnings
+
+        with warnings.catch_warnings():  # fewer clips than dimensions: singular, the ε·I keeps it finite
+            warnings.simplefilter("ignore")
+            root = sqrtm(c1 @ c2)
         trace_root = float(np.trace(root.real if np.iscomplexobj(root) else root))
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(c1 + c2) - 2.0 * trace_root)
 

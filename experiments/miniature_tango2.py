@@ -90,9 +90,12 @@ class ExperimentConfig:
 
 
 def smoke_config(**changes: Any) -> ExperimentConfig:
+    """Seconds-sized: every stage runs, nothing is learnt. Every candidate pair is kept (an untrained
+    model's clips do not pass the paper's thresholds) and the DPO arms skip the SFT epoch, so that
+    their two steps reach the DPO phase."""
     values = dict(seeds=1, pretrain_size="smoke",
-                  pretrain_set=["n_captions=12", "clip_s=1.28", "max_events=1", "vocoder_steps=40"], n_curation=8, clusters=2,
-                  per_cluster=2, n_validation=2, n_test=4, max_events=2, thresholds="open", max_steps=2,
+                  pretrain_set=["n_captions=12", "max_events=1", "vocoder_steps=40"], n_curation=8, clusters=2,
+                  per_cluster=2, n_validation=2, n_test=4, max_events=2, thresholds="open", max_steps=2, sft_epochs=0,
                   train_batch_size=2, gradient_accumulation_steps=1, lr_warmup_steps=0, eval_steps=2)
     values.update(changes)
     return ExperimentConfig(**values)

@@ -56,19 +56,14 @@ class CompareSettings:
     listening_prompts: int = 50  # PAPER.md §5.3
 
     def __post_init__(self) -> None:
+        from trainer.evaluate import EvalSettings
+
+        # the sampler's settings are `trainer eval`'s, validated alike
+        EvalSettings(steps=self.steps, guidance=self.guidance, duration_s=self.duration_s,
+                     batch_size=self.batch_size, limit=self.limit)
         bad = []
-        if self.steps < 1:
-            bad.append(f"steps={self.steps} must be >= 1")
-        if self.guidance < 0:
-            bad.append(f"guidance={self.guidance} must be >= 0")
-        if not 0 < self.duration_s <= 60:
-            bad.append(f"duration={self.duration_s} must be in (0, 60] seconds")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             bad.append(f"seeds={list(self.seeds)} must be distinct and at least one")
-        if self.batch_size < 1:
-            bad.append(f"batch_size={self.batch_size} must be >= 1")
-        if self.limit < 0:
-            bad.append(f"limit={self.limit} must be >= 0")
         if self.bootstrap < 10:
             bad.append(f"bootstrap={self.bootstrap} must be >= 10")
         if bad:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ METRICS = ("judge_a", "judge_b", "ordering_error_rate", "presence_recall", "pres
 def _experiment():
     spec = importlib.util.spec_from_file_location("miniature_tango2", ROOT / "experiments" / "miniature_tango2.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 

@@ -466,6 +466,9 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.lr_warmup_steps)
     step = latest_step(out)
+    if step > cfg.steps:
+        raise CuratorError(f"--out {out} is already at UNet step {step}; steps={cfg.steps} would go back (raise steps, "
+                           "or pick a new --out)")
     if step:
         resumed = load_tango(out / f"step-{step}")  # the one loader: a checkpoint is a Tango folder
         unet.load_state_dict(resumed.unet.state_dict())

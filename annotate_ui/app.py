@@ -12,35 +12,48 @@ CONTRACT with annotate_ui/listening_tab.py (H-listen), agreed at the start of is
         name from the browser.
         `with ctx.session() as s:` is a Session on the store that commits on success and rolls
         back on error; `ctx.session_factory` is the raw sessionmaker, `ctx.db_url` the store URL.
-        `ctx.audio_store` is the curator.audio.AudioStore: serve audio only through
-        `ctx.audio_store.read(clip.path)` (or `ctx.clip_audio(session, clip_id, side)`), never a
-        path from the browser. `ctx.errors()` is a context manager turning CuratorError into gr.Error.
+        `ctx.audio_store` is the curator.audio.AudioStore. Audio goes to a rater only as
+        `ctx.media_url(user, kind, ref)` (an opaque token; the media route sends a per-token copy),
+        never a path from the browser nor a file Gradio caches under its hash. `ctx.errors()` is a context manager turning CuratorError into gr.Error.
         `ctx.on_load` is a list: append `(fn, outputs)` to run fn(request) -> updates when the page
         loads (e.g. to show admin-only parts to admins only).
     Per-user state lives in the store or gr.State, never in module globals.
 
-Security notes: every page is behind Gradio's login (`auth=` checks the store's argon2 hashes);
+Security notes: every page is behind the login (`/login` checks the store's argon2 hashes on a
+worker thread, never on the event loop, and locks an account or a client out after repeated
+failures; see auth.LoginLimiter); a login idle for longer than the session timeout is logged out;
 every handler re-resolves the logged-in name to an active account and checks the role; the only
-ids the browser sends back are assignment ids, checked against the user.
+ids the browser sends back are assignment ids, checked against the user. Audio goes out under
+opaque per-assignment tokens as per-token copies (annotate_ui/media.py), so nothing a browser
+receives tells which clip it is. Request bodies over `max_body_bytes` are refused before they
+are read, and the page an anonymous visitor gets lists no endpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
+import math
 import os
+import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import fastapi
 import gradio as gr
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware import Middleware
+from starlette.requests import cookie_parser
 
 from annotate_ui import audit, tuning
-from annotate_ui.auth import AuthUser, active_user, verify_login
+from annotate_ui import listening as listening_logic
+from annotate_ui.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
+from annotate_ui.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
 from curator.audio import AudioStore
 from curator.errors import CuratorError
 from curator.filter import DEFAULT_PRESET, get_preset, list_presets, save_preset, thresholds_of
@@ -64,9 +77,31 @@ class UIContext:
     session_factory: sessionmaker
     audio_store: AudioStore
     on_load: list = field(default_factory=list)
+    lease_s: float = audit.DEFAULT_LEASE_S  # an open assignment goes back to the queue after this
+    session_idle_s: float = DEFAULT_SESSION_IDLE_S  # a login unused this long is logged out
+    max_body_bytes: int = 1 << 20  # request bodies over this are refused unread (a note is ≤ 2000 characters)
+    media: MediaTokens = field(default_factory=MediaTokens, repr=False)
+    copies: CopyCache = field(default_factory=CopyCache, repr=False)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter, repr=False)
+    locked_delay_s: float = 1.0  # a refused (locked-out) login is answered after this pause
+    sessions: SessionClock | None = field(default=None, repr=False)
+    # argon2 checks run here, one at a time: never on the event loop that serves the raters, and a flood
+    # of logins queues here instead of taking every core (a check is ~0.1 s; people log in rarely)
+    login_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="login"), repr=False)
     _tuning: dict = field(default_factory=dict, repr=False)  # (model1, model2) → TuningData (store data, not user state)
     _tuning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.sessions is None:
+            self.sessions = SessionClock(self.session_idle_s)
+        if not self.lease_s > 0:
+            raise CuratorError(f"assignment lease {self.lease_s!r} s must be positive")
+
+    def media_url(self, user: AuthUser, kind: str, ref: tuple) -> str:
+        """A fresh opaque URL for one clip shown to USER (see annotate_ui/media.py)."""
+        return f"{MEDIA_ROUTE}/{self.media.issue(user.id, kind, ref)}"
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -170,7 +205,7 @@ CSS = """
 #audit-players .players { display: flex; gap: 1em; flex-wrap: wrap; }
 #audit-players .player { flex: 1 1 20em; }
 #audit-players .side { font-weight: bold; }
-#audit-players audio { width: 100%; }
+#audit-players audio, #listen-audio audio { width: 100%; }
 """
 
 INSTRUCTIONS = (
@@ -184,11 +219,12 @@ INSTRUCTIONS = (
 # --------------------------------------------------------------------------------------------
 
 
-AUDIO_ROUTE = "audit/audio"  # + /{assignment id}/{a|b}: relative, so the app also works under a proxy's prefix
+def audio_tag(url: str) -> str:
+    return f'<audio controls preload="auto" src="{html.escape(url)}"></audio>'
 
 
-def _players_html(assignment_id: int | None, problems: dict[str, str]) -> str:
-    """The two players: <audio> elements whose URLs name only the assignment and the side (blind)."""
+def _players_html(ctx: UIContext, user: AuthUser, assignment_id: int | None, problems: dict[str, str]) -> str:
+    """The two players: <audio> elements whose URLs are opaque tokens of this assignment's sides (blind)."""
     if assignment_id is None:
         return ""
     parts = []
@@ -197,7 +233,7 @@ def _players_html(assignment_id: int | None, problems: dict[str, str]) -> str:
         if side in problems:
             inner = f"<em>{html.escape(problems[side])}</em>"
         else:
-            inner = f'<audio controls preload="auto" src="{AUDIO_ROUTE}/{int(assignment_id)}/{side}"></audio>'
+            inner = audio_tag(ctx.media_url(user, "audit", (int(assignment_id), side)))
         parts.append(f'<div id="audio-{side}" class="player"><div class="side">{label}</div>{inner}</div>')
     return f"<div class='players'>{''.join(parts)}</div>"
 
@@ -205,8 +241,8 @@ def _players_html(assignment_id: int | None, problems: dict[str, str]) -> str:
 def _audit_outputs(ctx: UIContext, s: Session, task: audit.AuditTask | None, user: AuthUser, message: str = ""):
     """(assignment id, caption html, players html, progress, message, note) for a task.
 
-    Small text only: the audio itself is fetched by the browser from AUDIO_ROUTE, which checks
-    that the logged-in user owns the assignment.
+    Small text only: the audio itself is fetched by the browser from the media route, under
+    tokens issued to the logged-in user.
     """
     if task is None:
         p = audit.progress(s, user)
@@ -216,42 +252,209 @@ def _audit_outputs(ctx: UIContext, s: Session, task: audit.AuditTask | None, use
     p = task.progress
     msg = " ".join(x for x in (message, *problems.values()) if x)
     return (str(task.assignment_id), f"<div class='caption'>{html.escape(task.caption)}</div>",
-            _players_html(task.assignment_id, problems),
+            _players_html(ctx, user, task.assignment_id, problems),
             f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", msg, "")
 
 
-def _login_name(request: fastapi.Request) -> str | None:
-    """The name Gradio's login attached to REQUEST's cookie (the same lookup as Gradio's own /user route)."""
-    app = request.app
-    cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
-    if cookie_id is None or tokens is None:
+def _cookie_token(app, cookies: dict) -> str | None:
+    cookie_id = getattr(app, "cookie_id", None)
+    if cookie_id is None:
         return None
-    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(f"access-token-unsecure-{cookie_id}")
-    return tokens.get(token) if token else None
+    return cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
 
 
-def audio_routes(ctx: UIContext) -> list:
-    """The audio route: GET audit/audio/{assignment id}/{a|b} streams that side's stored file.
+def _login_name(request: fastapi.Request) -> str | None:
+    """The name the login attached to REQUEST's cookie (the same lookup as Gradio's own /user route)."""
+    tokens = getattr(request.app, "tokens", None)
+    token = _cookie_token(request.app, request.cookies)
+    return tokens.get(token) if token and tokens is not None else None
 
-    Logged-in, active users only, and only for their own open assignments; the file is resolved
-    from the store by the server (the browser sends two ids, never a path).
+
+def _served(data: bytes, media_type: str, range_header: str | None) -> Response:
+    """DATA as a response honouring a single byte range (what media players send); no ETag or
+    Last-Modified, private caching only (the URL is a token of one user's one assignment)."""
+    headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff"}
+    rng = byte_range(range_header, len(data))
+    if rng is False:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{len(data)}"})
+    if rng is None:
+        return Response(data, media_type=media_type, headers=headers)
+    start, end = rng
+    return Response(data[start:end + 1], status_code=206, media_type=media_type,
+                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
+
+
+def media_bytes(ctx: UIContext, s: Session, user: AuthUser, token: str) -> tuple[bytes, str]:
+    """The blind copy of the clip TOKEN stands for, when USER may hear it now; CuratorError otherwise
+    (one line that names nothing, the same for an unknown token and another user's)."""
+    grant = ctx.media.lookup(token, user.id) if TOKEN_RE.match(token) else None
+    if grant is None:
+        raise CuratorError("no open clip of yours has this address; reload the page")
+    if grant.kind == "audit":
+        path, _ = audit.assignment_audio(s, ctx.audio_store, user, *grant.ref)
+    else:
+        path = listening_logic.item_audio_path(s, ctx.audio_store, grant.ref[0], user.id, grant.ref[1])
+    cached = ctx.copies.get(token)
+    if cached is None:
+        cached = blind_copy(path.read_bytes(), token)
+        ctx.copies.put(token, cached)
+    return cached
+
+
+def app_routes(ctx: UIContext) -> list:
+    """The routes the app adds before Gradio's own (so they take precedence):
+
+    * GET media/{token}: the blind copy of one clip, to the user the token was issued to, while
+      the assignment is open or the item in their queue;
+    * POST /login: Gradio's login with the store's argon2 check on a worker thread and the
+      per-account / per-client limit (auth.LoginLimiter); same form fields and cookies as Gradio's.
     """
     router = fastapi.APIRouter()
 
-    @router.get("/" + AUDIO_ROUTE + "/{assignment_id:int}/{side}", include_in_schema=False)
-    def audit_audio(assignment_id: int, side: str, request: fastapi.Request):
+    @router.get("/" + MEDIA_ROUTE + "/{token}", include_in_schema=False)
+    def media(token: str, request: fastapi.Request):
         name = _login_name(request)
         with ctx.session() as s:
             user = active_user(s, name)
             if user is None:
                 return PlainTextResponse("you are not logged in, or your account is disabled; log in again", 401)
             try:
-                path, media_type = audit.assignment_audio(s, ctx.audio_store, user, assignment_id, side)
+                data, media_type = media_bytes(ctx, s, user, token)
             except CuratorError as exc:
                 return PlainTextResponse(str(exc), 404)
-        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+        return _served(data, media_type, request.headers.get("range"))
 
+    async def login(request: fastapi.Request):
+        try:
+            form = await request.form()
+        except Exception:  # noqa: BLE001 - a malformed body is a refused login, not a server error
+            return JSONResponse({"detail": "Incorrect credentials."}, status_code=400)
+        username = str(form.get("username") or "").strip()
+        password = str(form.get("password") or "")
+        client = request.client.host if request.client else None
+        wait = ctx.limiter.locked_for(username, client)
+        if wait > 0:
+            return await _locked_out(ctx, wait)
+        ok = await asyncio.get_running_loop().run_in_executor(ctx.login_pool, ctx.login, username, password)
+        if not ok:
+            ctx.limiter.failed(username, client)
+            return JSONResponse({"detail": "Incorrect credentials."}, status_code=400)
+        ctx.limiter.succeeded(username, client)
+        app = request.app
+        token = secrets.token_urlsafe(16)
+        app.tokens[token] = username
+        ctx.sessions.touch(token)
+        response = JSONResponse({"success": True})
+        response.set_cookie(key=f"access-token-{app.cookie_id}", value=token, httponly=True, samesite="none", secure=True)
+        response.set_cookie(key=f"access-token-unsecure-{app.cookie_id}", value=token, httponly=True)
+        return response
+
+    router.add_api_route("/login", login, methods=["POST"], include_in_schema=False)
+    router.add_api_route("/login/", login, methods=["POST"], include_in_schema=False)
     return router.routes
+
+
+async def _locked_out(ctx: UIContext, wait: float) -> Response:
+    """429 for a locked account or client, after `ctx.locked_delay_s`: a client hammering /login in a
+    loop gets one answer a second per connection instead of hundreds, so the flood cannot crowd the
+    event loop that serves the raters (a waiting answer costs the server nothing)."""
+    await asyncio.sleep(ctx.locked_delay_s)
+    return JSONResponse({"detail": f"too many failed logins: try again in {math.ceil(wait)} s"},
+                        status_code=429, headers={"Retry-After": str(math.ceil(wait))})
+
+
+class Guard:
+    """ASGI middleware in front of the whole app:
+
+    * a request body over `ctx.max_body_bytes` gets 413 before anything parses it (by its
+      Content-Length, or, streamed without one, as soon as the count passes the limit);
+    * a login token idle for longer than `ctx.session_idle_s` is dropped (the visitor is logged
+      out); the page's heartbeat does not count as use;
+    * an anonymous visitor's page is the bare login form, without Gradio's API description (which
+      would list every endpoint, admin ones included);
+    * a POST /login from a client that is locked out is refused before its body is read.
+    """
+
+    def __init__(self, app, ctx: UIContext):
+        self.app, self.ctx = app, ctx
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        limit = self.ctx.max_body_bytes
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return await self._too_large(scope, receive, send)
+        path = scope.get("path", "")
+        if scope.get("method") == "POST" and path.rstrip("/").endswith("/login") and scope.get("client"):
+            wait = self.ctx.limiter.locked_for("", scope["client"][0], account_too=False)
+            if wait > 0:
+                return await (await _locked_out(self.ctx, wait))(scope, receive, send)
+        app = scope.get("app")
+        tokens = getattr(app, "tokens", None)
+        token = _cookie_token(app, cookie_parser(headers.get("cookie", ""))) if tokens is not None else None
+        logged_in = bool(token) and token in tokens
+        if logged_in and not self.ctx.sessions.touch(token, activity="heartbeat" not in path):
+            name = tokens.pop(token, None)
+            log.info("session of %r expired after %.0f s idle", name, self.ctx.session_idle_s)
+            logged_in = False
+        if not logged_in and scope.get("method") in ("GET", "HEAD") and path.rstrip("/") == "":
+            return await _login_page(fastapi.Request(scope))(scope, receive, send)
+
+        seen = 0
+        started = refused = False
+
+        async def counted_receive():
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:  # answer 413 now; the app sees the client gone and its reply is dropped
+                    refused = True
+                    if not started:
+                        await self._too_large(scope, receive, tracked_send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                if started:
+                    return
+                started = True
+            elif refused and message["type"] == "http.response.body" and not message.get("_guard"):
+                return
+            await send({k: v for k, v in message.items() if k != "_guard"})
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except Exception:
+            if not refused:
+                raise
+
+    async def _too_large(self, scope, receive, send):
+        body = f"request body larger than {self.ctx.max_body_bytes} bytes".encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body, "_guard": True})
+
+
+def _login_page(request: fastapi.Request) -> Response:
+    """Gradio's login page as Gradio renders it for an anonymous visitor, with an empty API description."""
+    from gradio import route_utils
+    from gradio.routes import templates
+
+    app = request.app
+    blocks = app.get_blocks()
+    root = route_utils.get_root_url(request=request, route_path="/", root_path=app.root_path)
+    config = {"auth_required": True, "auth_message": blocks.auth_message, "space_id": blocks.space_id, "root": root,
+              "page": {"": {"layout": {}}}, "pages": [""], "components": [], "dependencies": [], "current_page": ""}
+    return templates.TemplateResponse(request=request, name="frontend/index.html", context={
+        "base_url": "./", "config": config, "gradio_api_info": {"named_endpoints": {}, "unnamed_endpoints": {}}})
 
 
 def build_app(ctx: UIContext) -> gr.Blocks:
@@ -287,7 +490,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             user = ctx.user(request)
             with ctx.errors(), ctx.session() as s:
                 with ctx.writing():
-                    task = audit.next_assignment(s, user)
+                    task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
                     s.commit()
                 return _audit_outputs(ctx, s, task, user)
 
@@ -298,7 +501,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                     with ctx.writing():
                         audit.vote(s, user, assignment_id, verdict, note_text)
                         s.commit()
-                        task = audit.next_assignment(s, user)
+                        task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
                         s.commit()
                     return _audit_outputs(ctx, s, task, user, f"Recorded: {audit.VERDICT_LABELS[verdict]}.")
             return on_vote
@@ -309,7 +512,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                 with ctx.writing():
                     audit.skip(s, user, assignment_id)
                     s.commit()
-                    task = audit.next_assignment(s, user)
+                    task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
                     s.commit()
                 return _audit_outputs(ctx, s, task, user, "Skipped.")
 
@@ -320,7 +523,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                     task = audit.undo_last(s, user)
                     message = "Your last vote was taken back; judge this pair again."
                     if task is None:
-                        task, message = audit.next_assignment(s, user), "No vote to undo."
+                        task, message = audit.next_assignment(s, user, lease_s=ctx.lease_s), "No vote to undo."
                     s.commit()
                 return _audit_outputs(ctx, s, task, user, message)
 
@@ -328,7 +531,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             user = ctx.user(request)
             with ctx.errors(), ctx.session() as s:
                 with ctx.writing():
-                    task = audit.next_assignment(s, user)
+                    task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
                     s.commit()
                 pair = _audit_outputs(ctx, s, task, user)
             return (f"Signed in as **{html.escape(user.name)}** ({user.role})", gr.Tab(visible=user.is_admin), *pair)
@@ -499,7 +702,7 @@ def _wire_tuning(ctx: UIContext, demo: gr.Blocks, p: dict) -> None:
 
 def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent_thread_lock: bool = False,
            concurrency: int = 16) -> gr.Blocks:
-    """Build and launch the app behind the store's login (plus the audio route, same login)."""
+    """Build and launch the app behind the store's login (plus the media route, same login)."""
     # Gradio rebuilds a pandas summary of its last GRADIO_ANALYTICS_MAX_EVENTS (10 000) events after
     # every event (only its monitoring page reads it): O(events) CPU per vote under load. Summarise
     # every 500 events over the last 2 000 instead, unless the operator set these.
@@ -508,16 +711,18 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=concurrency)
     demo.launch(server_name=host, server_port=port, auth=ctx.login, auth_message="Audio-alpaca rater: log in",
+                max_file_size=ctx.max_body_bytes,
                 prevent_thread_lock=prevent_thread_lock, show_error=True, css=CSS, head=KEYBOARD_JS + LISTENING_KEYBOARD_JS,
                 quiet=True, ssr_mode=False, max_threads=max(40, concurrency + 8),
-                app_kwargs={"routes": audio_routes(ctx)})
+                app_kwargs={"routes": app_routes(ctx), "middleware": [Middleware(Guard, ctx=ctx)]})
     return demo
 
 
-def make_context(db_url: str, audio_store: AudioStore) -> UIContext:
+def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:
+    """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions (UIContext fields)."""
     from db.session import open_store
 
-    return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store)
+    return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store, **settings)
 
 
-__all__ = ["UIContext", "build_app", "launch", "make_context", "audio_routes", "KEYBOARD_JS"]
+__all__ = ["UIContext", "build_app", "launch", "make_context", "app_routes", "Guard", "KEYBOARD_JS"]

@@ -15,6 +15,7 @@ its overlap, none goes twice to one rater, and no free slot is given up because 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ MAX_NOTE_LEN = 2000
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 CANDIDATES_PER_TRY = 16  # candidates fetched per round of next_assignment
 QUEUE_REASONS = ("uncertain", "random", "manual")
+DEFAULT_LEASE_S = 30 * 60.0  # an open assignment not voted within this goes back to the queue
+UNDO_WINDOW_S = 120.0  # undo reaches the rater's last vote for this long after it
+LEASE_EXPIRED = "lease expired"
 VERDICT_LABELS = {"A": "A better", "B": "B better", "both_good": "both good", "both_bad": "both bad"}
 
 
@@ -126,12 +130,33 @@ def current_assignment(session: Session, user: AuthUser) -> AuditAssignment | No
     ).first()
 
 
-def next_assignment(session: Session, user: AuthUser, *, rng: random.Random | None = None) -> AuditTask | None:
+def expire_leases(session: Session, lease_s: float = DEFAULT_LEASE_S, *, now=None) -> int:
+    """Open assignments served more than LEASE_S seconds ago give their slot back (state "skipped",
+    reason "lease expired"): an abandoned tab or a rater gone home no longer holds a pair's slot.
+    Returns how many. A quick read first, so the usual case (none expired) writes nothing."""
+    cutoff = (now or utcnow()) - dt.timedelta(seconds=float(lease_s))
+    stale = and_(AuditAssignment.state == "assigned", AuditAssignment.served_at < cutoff)
+    if session.scalar(select(AuditAssignment.id).where(stale).limit(1)) is None:
+        return 0
+    res = session.execute(update(AuditAssignment).where(stale)
+                          .values(state="skipped", slot=None, skip_reason=LEASE_EXPIRED, completed_at=utcnow())
+                          .execution_options(synchronize_session=False))
+    n = int(res.rowcount or 0)
+    if n:
+        log.info("%d open assignment(s) older than %.0f s went back to the queue", n, lease_s)
+    return n
+
+
+def next_assignment(session: Session, user: AuthUser, *, rng: random.Random | None = None,
+                    lease_s: float | None = DEFAULT_LEASE_S) -> AuditTask | None:
     """The pair this rater should judge now: the open one, else a new one from the queue; None when done.
 
     The blind side (is the automatic winner A?) is drawn per assignment from RNG (default: the
-    OS's randomness) and recorded in `a_is_winner`.
+    OS's randomness) and recorded in `a_is_winner`. Open assignments older than LEASE_S (None:
+    no lease) go back to the queue first.
     """
+    if lease_s is not None:
+        expire_leases(session, lease_s)
     open_one = current_assignment(session, user)
     if open_one is not None:
         return _task(session, open_one.id, open_one.pair_id, open_one.a_is_winner, user)
@@ -190,6 +215,8 @@ def _own_open(session: Session, user: AuthUser, assignment_id) -> AuditAssignmen
         raise CuratorError(f"pair {aid} is not assigned to you")
     if a.state == "done":
         raise CuratorError("this pair already has your vote (submitted twice?); nothing was changed")
+    if a.state == "skipped" and a.skip_reason == LEASE_EXPIRED:
+        raise CuratorError("this pair waited too long for your vote and went back to the queue; nothing was changed")
     if a.state == "skipped":
         raise CuratorError("you skipped this pair; nothing was changed")
     return a
@@ -231,16 +258,29 @@ def skip(session: Session, user: AuthUser, assignment_id, reason: str = "skipped
     return a
 
 
-def undo_last(session: Session, user: AuthUser) -> AuditTask | None:
-    """Take back USER's latest vote: the pair is open again (same blind sides) and served next.
+def undo_last(session: Session, user: AuthUser, *, window_s: float = UNDO_WINDOW_S) -> AuditTask | None:
+    """Take back USER's last vote: the pair is open again (same blind sides) and served next.
 
-    Returns the reopened task, or None when the user has no vote to undo.
+    Only the last thing the rater did, when it is a vote cast less than WINDOW_S seconds ago, and
+    only once: a pair reopened by undo (served again after it was assigned) must be judged before
+    another undo, so repeated undos cannot reach back through earlier verdicts.
+    Returns the reopened task, or None when there is no vote to undo.
     """
+    reopened = session.scalar(select(AuditAssignment.id).where(
+        AuditAssignment.user_id == user.id, AuditAssignment.state == "assigned",
+        AuditAssignment.served_at > AuditAssignment.assigned_at).limit(1))
+    if reopened is not None:
+        return None
     a = session.scalars(
-        select(AuditAssignment).where(AuditAssignment.user_id == user.id, AuditAssignment.state == "done")
+        select(AuditAssignment).where(AuditAssignment.user_id == user.id,
+                                      AuditAssignment.state.in_(("done", "skipped")),
+                                      AuditAssignment.completed_at.is_not(None))
         .order_by(AuditAssignment.completed_at.desc(), AuditAssignment.id.desc()).limit(1)
     ).first()
-    if a is None:
+    if a is None or a.state != "done":
+        return None
+    done_at = a.completed_at if a.completed_at.tzinfo else a.completed_at.replace(tzinfo=dt.timezone.utc)  # SQLite: naive UTC
+    if done_at < utcnow() - dt.timedelta(seconds=float(window_s)):
         return None
     a.state, a.verdict, a.outcome, a.note, a.completed_at = "assigned", None, None, None, None
     a.served_at = utcnow()
@@ -316,8 +356,8 @@ def assignment_audio(session: Session, audio_store: AudioStore, user: AuthUser, 
                      side: str) -> tuple[Path, str]:
     """(path, media type) of SIDE ('a' or 'b') of USER's open assignment; CuratorError otherwise.
 
-    What the audio route serves: the browser names only an assignment id and a side, the blind
-    mapping stays on the server, and the file comes from the audio store, never from a path the
+    What the media route serves for a token issued for (assignment, side): the blind mapping
+    stays on the server, and the file comes from the audio store, never from a path the
     browser sent. Another rater's assignment, a finished one and an unknown one are all refused
     with the same line, so ids cannot be probed.
     """

@@ -6,18 +6,23 @@ here logs or returns a password, and error messages never include one.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from curator.errors import CuratorError
-from db.annotation import ROLES, User
+from db.annotation import ROLES, AuditAssignment, User
 from db.models import utcnow
+
+log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 MIN_PASSWORD_LEN = 8
@@ -112,9 +117,14 @@ def list_users(session: Session) -> list[User]:
 
 
 def disable_user(session: Session, name: str) -> User:
-    """Disabled users can no longer log in, and their open sessions are refused on the next event."""
+    """Disabled users can no longer log in, and their open sessions are refused on the next event.
+    Their open audit assignments give their slots back (the pairs go to other raters)."""
     user = get_user(session, name)
     user.active = False
+    session.execute(
+        update(AuditAssignment).where(AuditAssignment.user_id == user.id, AuditAssignment.state == "assigned")
+        .values(state="skipped", slot=None, skip_reason="account disabled", completed_at=utcnow())
+        .execution_options(synchronize_session=False))
     session.flush()
     return user
 
@@ -148,3 +158,112 @@ def active_user(session: Session, name: str | None) -> AuthUser | None:
     if row is None or not row.active:
         return None
     return AuthUser(row.id, row.name, row.role)
+
+
+# --------------------------------------------------------------------------------------------
+# Login limits and idle sessions (the rater app keeps one of each per process)
+# --------------------------------------------------------------------------------------------
+
+MAX_FAILURES = 5  # failed logins of one account, or from one client, before a lockout
+LOCKOUT_S = 60.0  # the first lockout; each further one doubles, up to MAX_LOCKOUT_S
+MAX_LOCKOUT_S = 24 * 3600.0
+FAILURE_WINDOW_S = 15 * 60.0  # failures older than this (with no lockout since) are forgotten
+DEFAULT_SESSION_IDLE_S = 60 * 60.0  # a login unused this long is logged out
+
+
+@dataclass
+class _Strikes:
+    failures: int = 0
+    lockouts: int = 0
+    until: float = 0.0
+    last: float = 0.0
+
+
+class LoginLimiter:
+    """Failed logins counted per account name and per client address; MAX_FAILURES failures of
+    either lock it for LOCKOUT_S, doubling with every further lockout, until a success. While
+    locked, every attempt is refused at once (no password is checked, so a flood costs nothing),
+    even with the right password. Each lockout is logged (the name, never a password)."""
+
+    def __init__(self, max_failures: int = MAX_FAILURES, lockout_s: float = LOCKOUT_S,
+                 max_lockout_s: float = MAX_LOCKOUT_S, clock=time.monotonic, max_keys: int = 100_000):
+        if max_failures < 1 or lockout_s <= 0:
+            raise CuratorError(f"login limit of {max_failures} failures / {lockout_s} s is not positive")
+        self.max_failures, self.lockout_s, self.max_lockout_s = max_failures, lockout_s, max_lockout_s
+        self.clock, self.max_keys = clock, max_keys
+        self._strikes: dict[tuple[str, str], _Strikes] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(account: str, client: str | None) -> list[tuple[str, str]]:
+        keys = [("account", str(account).strip().lower()[:100])]
+        if client:
+            keys.append(("client", str(client)[:100]))
+        return keys
+
+    def locked_for(self, account: str, client: str | None, *, account_too: bool = True) -> float:
+        """Seconds until ACCOUNT (and CLIENT) may try again; 0 when free. account_too=False: the
+        client only (what is known before a request's body is read)."""
+        now = self.clock()
+        keys = self._keys(account, client)[0 if account_too else 1:]
+        with self._lock:
+            waits = [st.until - now for k in keys if (st := self._strikes.get(k))]
+        return max([0.0, *waits])
+
+    def failed(self, account: str, client: str | None) -> float:
+        """Record one failure; returns the lockout it started (seconds), 0 when none."""
+        now = self.clock()
+        started = 0.0
+        with self._lock:
+            if len(self._strikes) > self.max_keys:
+                self._forget(now)
+            for kind, key in self._keys(account, client):
+                st = self._strikes.setdefault((kind, key), _Strikes())
+                if st.until <= now and now - st.last > FAILURE_WINDOW_S and st.lockouts == 0:
+                    st.failures = 0
+                st.failures += 1
+                st.last = now
+                if st.failures >= self.max_failures:
+                    length = min(self.max_lockout_s, self.lockout_s * 2 ** st.lockouts)
+                    st.until, st.failures, st.lockouts = now + length, 0, st.lockouts + 1
+                    started = max(started, length)
+                    log.warning("login locked for %.0f s: %d failed logins of %s %r", length, self.max_failures,
+                                kind, key)
+        return started
+
+    def succeeded(self, account: str, client: str | None) -> None:
+        with self._lock:
+            for k in self._keys(account, client):
+                self._strikes.pop(k, None)
+
+    def _forget(self, now: float) -> None:
+        for k in [k for k, st in self._strikes.items() if st.until <= now and now - st.last > FAILURE_WINDOW_S]:
+            del self._strikes[k]
+
+
+class SessionClock:
+    """Last use of each login token; a token idle for longer than IDLE_S is expired."""
+
+    def __init__(self, idle_s: float = DEFAULT_SESSION_IDLE_S, clock=time.monotonic):
+        if not idle_s > 0:
+            raise CuratorError(f"session idle timeout {idle_s!r} s must be positive")
+        self.idle_s, self.clock = float(idle_s), clock
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def touch(self, token: str, activity: bool = True) -> bool:
+        """Check TOKEN and, when ACTIVITY, record a use of it; False (and forgotten) when it had been
+        idle too long. A token seen for the first time starts its clock now."""
+        now = self.clock()
+        with self._lock:
+            last = self._seen.get(token)
+            if last is not None and now - last > self.idle_s:
+                del self._seen[token]
+                return False
+            if activity or last is None:
+                self._seen[token] = now
+            return True
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._seen.pop(token, None)

@@ -19,17 +19,29 @@ def serve(
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
     audio_root: AudioRootOpt = None,
     concurrency: int = typer.Option(16, "--concurrency", min=1, max=256, help="Events handled at once per event."),
+    lease_minutes: float = typer.Option(30.0, "--lease-minutes", min=0.1,
+                                        help="An open assignment not voted within this goes back to the queue."),
+    session_idle_minutes: float = typer.Option(60.0, "--session-idle-minutes", min=0.1,
+                                               help="A login unused for this long is logged out."),
+    max_body_kb: int = typer.Option(1024, "--max-body-kb", min=16, help="Request bodies over this are refused unread."),
+    login_max_failures: int = typer.Option(5, "--login-max-failures", min=1,
+                                           help="Failed logins of one account or from one client before a lockout."),
+    login_lockout_s: float = typer.Option(60.0, "--login-lockout-s", min=1.0,
+                                          help="The first lockout; each further one doubles (up to a day)."),
 ) -> None:
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
     from sqlalchemy import func, select
 
     from annotate_ui.app import launch, make_context
+    from annotate_ui.auth import LoginLimiter
     from curator.audio import audio_store_for
     from curator.errors import CuratorError
     from db.annotation import User
     from db.session import safe_url
 
-    ctx = make_context(db, audio_store_for(db, audio_root))  # refuses an un-migrated store
+    ctx = make_context(db, audio_store_for(db, audio_root), lease_s=60 * lease_minutes,  # refuses an un-migrated store
+                       session_idle_s=60 * session_idle_minutes, max_body_bytes=1024 * max_body_kb,
+                       limiter=LoginLimiter(max_failures=login_max_failures, lockout_s=login_lockout_s))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with ctx.session() as s:
         admins = s.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True)))

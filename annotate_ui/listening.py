@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta, timezone
 import json
 import math
 import re
@@ -472,6 +473,16 @@ def next_item(session: Session, session_id: int, user_id: int,
                      audio_path=path, audio_error=error, done=prog.rated + prog.skipped, total=prog.total)
 
 
+def item_audio_path(session: Session, audio_store: AudioStore, session_id: int, user_id: int, item_id: Any) -> Path:
+    """The stored file of an item in the rater's queue (what the media route sends, as a blind copy);
+    one line naming nothing when it is missing."""
+    row = _own_row(session, session_id, user_id, item_id)
+    path, error = _audio_for(audio_store, row.item.clip)
+    if path is None:
+        raise CuratorError(error or "the audio of this clip is missing or unreadable; skip this clip")
+    return path
+
+
 def item_audio(session: Session, audio_store: AudioStore, session_id: int, user_id: int, item_id: Any) -> Decoded:
     """The decoded audio of an item in the rater's queue, read from the audio store only.
 
@@ -520,7 +531,7 @@ def submit_rating(session: Session, session_id: int, user_id: int, item_id: int,
     res = session.execute(
         update(ListeningRating)
         .where(ListeningRating.id == row.id, ListeningRating.rated_at.is_(None), ListeningRating.skipped_at.is_(None))
-        .values(ovl=ovl, rel=rel, rated_at=utcnow())
+        .values(ovl=ovl, rel=rel, rated_at=utcnow(), skip_reason=None)
         .execution_options(synchronize_session=False))
     session.refresh(row)
     if res.rowcount == 1:
@@ -551,20 +562,35 @@ def skip_item(session: Session, session_id: int, user_id: int, item_id: int, rea
     return False
 
 
-def undo_last(session: Session, session_id: int, user_id: int) -> Optional[int]:
-    """Clear the rater's most recent rating or skip; returns its item id (None: nothing to undo)."""
+UNDO_WINDOW_S = 120.0  # undo reaches the rater's last answer for this long after it
+UNDONE = "undone"  # skip_reason of a row reopened by undo, until it is answered again
+
+
+def undo_last(session: Session, session_id: int, user_id: int, *, window_s: float = UNDO_WINDOW_S) -> Optional[int]:
+    """Clear the rater's last rating or skip; returns its item id (None: nothing to undo).
+
+    Only the last answer, given less than WINDOW_S seconds ago, and only once: the reopened row is
+    marked (skip_reason "undone") until it is answered again, and while it is, undo does nothing,
+    so repeated undos cannot reach back through earlier ratings.
+    """
     _open_session(session, session_id)
     _rater(session, user_id)
     r = ListeningRating
-    rows = list(session.scalars(select(r).where(
-        r.session_id == session_id, r.user_id == user_id,
-        (r.rated_at.is_not(None)) | (r.skipped_at.is_not(None)))))
+    mine = (r.session_id == session_id, r.user_id == user_id)
+    if session.scalar(select(r.id).where(*mine, r.rated_at.is_(None), r.skipped_at.is_(None),
+                                         r.skip_reason == UNDONE).limit(1)) is not None:
+        return None
+    rows = list(session.scalars(select(r).where(*mine, (r.rated_at.is_not(None)) | (r.skipped_at.is_not(None)))))
     if not rows:
         return None
     last = max(rows, key=lambda x: (max(t for t in (x.rated_at, x.skipped_at) if t is not None), x.id))
+    when = max(t for t in (last.rated_at, last.skipped_at) if t is not None)
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
+    if when < utcnow() - timedelta(seconds=float(window_s)):
+        return None
     last.ovl = last.rel = None
     last.rated_at = last.skipped_at = None
-    last.skip_reason = None
+    last.skip_reason = UNDONE
     session.flush()
     return last.item_id
 

@@ -15,7 +15,6 @@ import tempfile
 from typing import Any, Optional
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 
 from annotate_ui import listening as L
@@ -92,6 +91,11 @@ LISTENING_KEYBOARD_JS = """
 """
 
 
+def audio_player(url: str) -> str:
+    """The clip's player: an <audio> element on the opaque media URL (the page keys play it)."""
+    return f'<div class="listen-player"><audio controls preload="auto" src="{html.escape(url)}"></audio></div>'
+
+
 def prompt_html(text: Optional[str]) -> str:
     """The prompt as HTML, escaped (a prompt is data, never markup)."""
     if text is None:
@@ -159,14 +163,12 @@ class ListeningHandlers:
             p = L.progress(s, session_id, user.id)
             return ({"session_id": session_id, "item_id": None},
                     f"Rated **{p.rated}** · skipped {p.skipped} · remaining **{p.remaining}**",
-                    prompt_html(None), None, message, None, None)
-        audio, problem = None, q.audio_error
+                    prompt_html(None), "", message, None, None)
+        audio, problem = "", q.audio_error
         if problem is None:
-            try:
-                d = L.item_audio(s, self.ctx.audio_store, session_id, user.id, q.item_id)
-                audio = (d.sample_rate, (np.clip(d.wave, -1.0, 1.0) * 32767).astype(np.int16))  # 16-bit PCM
-            except CuratorError as exc:
-                problem = str(exc)
+            # an opaque per-item token, never Gradio's file cache (which names a file by its sha256, so
+            # a gold item would share its URL with the real item whose clip it reuses)
+            audio = audio_player(self.ctx.media_url(user, "listen", (session_id, q.item_id)))
         msg = " ".join(x for x in (message, problem and f"⚠ {problem}") if x)
         return ({"session_id": session_id, "item_id": q.item_id},
                 f"Clip **{q.done + 1}** of {q.total} · remaining **{q.total - q.done}**",
@@ -207,7 +209,7 @@ class ListeningHandlers:
             sid, item = self._current(state)
             with self.ctx.session() as s:
                 try:
-                    L.item_audio(s, self.ctx.audio_store, sid, user.id, item)
+                    L.item_audio_path(s, self.ctx.audio_store, sid, user.id, item)
                     reason = "skipped"
                 except CuratorError:
                     reason = "audio missing or unreadable"
@@ -316,7 +318,7 @@ class ListeningHandlers:
         return [str(p) for p in paths.values()]
 
 
-CSS_NOTE = ".listen-prompt { font-size: 1.3em; padding: .5em 0; white-space: pre-wrap; }"
+CSS_NOTE = ".listen-prompt { font-size: 1.3em; padding: .5em 0; white-space: pre-wrap; } #listen-audio audio { width: 100%; }"
 
 
 def build_listening_tab(ctx) -> ListeningHandlers:
@@ -330,7 +332,7 @@ def build_listening_tab(ctx) -> ListeningHandlers:
     state = gr.State(None)
     progress_md = gr.Markdown(elem_id="listen-progress")
     prompt = gr.HTML(elem_id="listen-prompt")
-    audio = gr.Audio(label="Clip", type="numpy", interactive=False, elem_id="listen-audio")
+    audio = gr.HTML(elem_id="listen-audio")
     message = gr.Markdown(elem_id="listen-message")
     gr.Markdown(KEYS_MD, elem_id="listen-keys")
     with gr.Row():

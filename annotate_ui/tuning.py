@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_ui.audit import VoteArrays, enqueue
@@ -32,7 +32,7 @@ from curator.filter import (
     strategy_counts,
 )
 from db.annotation import DEFAULT_OVERLAP, AuditItem
-from db.models import STRATEGIES
+from db.models import STRATEGIES, ClapModel, Pair
 
 CONFIDENCE = 0.95
 
@@ -74,6 +74,10 @@ class TuningData:
 
     @classmethod
     def load(cls, session: Session, model_names: Sequence[str | None] | None = None) -> "TuningData":
+        """The scored pairs. A store without two CLAP models (e.g. only pairs from `curator
+        import-pairs`) gives an empty table, so the tab still opens and random mode still fills the queue."""
+        if not any(model_names or ()) and session.scalar(select(func.count()).select_from(ClapModel)) < 2:
+            return cls.of(unscored_table(session))
         return cls.of(load_pair_table(session, model_names))
 
     @classmethod
@@ -183,17 +187,32 @@ def _check_n(n) -> int:
     return int(n)
 
 
+def unscored_table(session: Session) -> PairTable:
+    """An empty pair table whose `n_unscored` counts every pair of the store."""
+    empty = np.empty(0, dtype=np.int64)
+    total = int(session.scalar(select(func.count()).select_from(Pair)) or 0)
+    return PairTable(model_names=("(no CLAP model)", "(no CLAP model)"), model_ids=(0, 0), pair_id=empty,
+                     strategy=np.empty(0, dtype=np.int8), caption_id=empty, winner_clip_id=empty,
+                     loser_clip_id=empty, winner=np.empty((0, 2)), loser=np.empty((0, 2)), n_unscored=total)
+
+
 def fill_queue(session: Session, table: PairTable, thresholds: Thresholds, *, n: int, mode: str,
                added_by: str, overlap: int = DEFAULT_OVERLAP, seed: int | None = None) -> int:
-    """Add N pairs to the audit queue: the least sure ("uncertain") or drawn at random ("random")."""
+    """Add N pairs to the audit queue: the least sure of the scored pairs ("uncertain"), or drawn
+    at random from every pair of the store, scored or not ("random": sets from `curator
+    import-pairs` carry no scores and are audited this way)."""
     n = _check_n(n)
     queued = set(session.scalars(select(AuditItem.pair_id)))
     if mode == "uncertain":
+        if len(table) == 0:
+            raise CuratorError("there are no scored pairs to rank by uncertainty (pairs imported without CLAP "
+                               "scores): use random mode, or run `curator score`")
         ids, prio = pick_uncertain(table, thresholds, n, exclude=queued)
         return enqueue(session, ids.tolist(), reason="uncertain", added_by=added_by,
                        priorities=prio.tolist(), overlap=overlap)
     if mode == "random":
-        free = np.array([p for p in table.pair_id.tolist() if p not in queued], dtype=np.int64)
+        free = np.array([p for p in session.scalars(select(Pair.id).order_by(Pair.id)) if p not in queued],
+                        dtype=np.int64)
         rng = np.random.default_rng(seed)
         ids = rng.choice(free, size=min(n, len(free)), replace=False) if len(free) else free
         return enqueue(session, sorted(ids.tolist()), reason="random", added_by=added_by, overlap=overlap)

@@ -10,8 +10,12 @@
    lost or duplicated, no pair over its overlap, never twice to one rater).
 2. Threshold view refresh (`annotate_ui.tuning.view` + the frames the plots get) at 100k and 1M
    pairs of random scores.
+3. --login-flood N: one rater's next-pair latency alone, then while N anonymous clients flood
+   /login with wrong passwords (argon2 checks run on worker threads; the lockout then refuses
+   the flood without checking anything). Both phases in one run, and their ratio.
 
     .venv/bin/python benchmarks/bench_ui.py [--raters 20] [--votes 200] [--think-ms 2000] [--db URL] [--skip-http]
+    .venv/bin/python benchmarks/bench_ui.py --login-flood 4 [--votes 200]   # 3. next-pair p95 under a /login flood
 
 --db: a fresh SQLite file per run by default; with a PostgreSQL URL
 (postgresql+psycopg://postgres@127.0.0.1:5432/postgres) each run creates its own database on that
@@ -109,10 +113,10 @@ def fresh_store(server_url: str | None, tmp: Path):
 AUDIO_SRC = re.compile(r'<audio[^>]* src="([^"]+)"')
 
 
-def _serve(url: str, audio_root: Path, port: int, concurrency: int, log_path: Path) -> subprocess.Popen:
+def _serve(url: str, audio_root: Path, port: int, concurrency: int, log_path: Path, *extra: str) -> subprocess.Popen:
     """`annotate-ui` in its own process, as it is deployed: the raters' client threads must not share its GIL."""
     cmd = [sys.executable, "-c", "from annotate_ui.cli import main; main()", "--db", url, "--audio-root", str(audio_root),
-           "--host", "127.0.0.1", "--port", str(port), "--concurrency", str(concurrency)]
+           "--host", "127.0.0.1", "--port", str(port), "--concurrency", str(concurrency), *extra]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     import httpx
@@ -321,6 +325,103 @@ def bench_view(n: int, repeats: int = 20) -> dict:
             "kept": v.counts["total"]}
 
 
+def bench_login_flood(db_url: str | None, votes: int, flooders: int) -> dict:
+    """One rater votes VOTES times with nobody else on the server, then VOTES times while FLOODERS
+    anonymous clients POST wrong passwords to /login as fast as they can (each its own connection,
+    cycling user names, all from 127.0.0.1 as one attacking host would); once with the default
+    lockout, once with the lockout effectively off (every flood request then checks an argon2 hash,
+    on the login thread). Reported per phase: the rater's next-pair (vote round trip) and
+    audio latencies, the p95 ratios to the quiet phase, and what the flood got back (400: a password
+    was checked; 429: refused by the lockout, nothing checked)."""
+    out = {"votes_each_phase": votes, "flooders": flooders}
+    for label, extra in (("lockout", ()), ("no_lockout", ("--login-max-failures", "1000000000"))):
+        tmp = Path(tempfile.mkdtemp(prefix="bench_ui_flood_"))
+        with fresh_store(db_url, tmp) as url:
+            res = _bench_login_flood(url, tmp, votes, flooders, extra)
+        out["store"] = url.split(":")[0]
+        out.update({f"{k}_{label}" if k.endswith("flood") or k == "flood_responses" else k: v for k, v in res.items()
+                    if label == "lockout" or not k.endswith("quiet")})
+        out[f"p95_ratio_{label}"] = round(res["next_pair_ms_p95_flood"] / out["next_pair_ms_p95_quiet"], 2)
+    return out
+
+
+def _bench_login_flood(url: str, tmp: Path, votes: int, flooders: int, extra: tuple[str, ...]) -> dict:
+    import httpx
+
+    from annotate_ui import audit
+    from annotate_ui.app import make_context
+    from curator.audio import AudioStore
+    from db.session import upgrade
+    from test_ui_app import free_port
+    from test_ui_fixtures import PASSWORD, make_pool, make_users
+
+    upgrade(url)
+    store = AudioStore(tmp / "audio")
+    ctx = make_context(url, store)
+    with ctx.session() as s:
+        pairs = make_pool(s, store, 2 * votes + 10, seed=3)
+        make_users(s, n_raters=1, admins=1, prefix="flood")
+        audit.enqueue(s, pairs, reason="random", added_by="bench", overlap=1)
+    port = free_port()
+    server = _serve(url, store.root, port, 4, tmp / "annotate-ui.log", *extra)
+    base = f"http://127.0.0.1:{port}/"
+    stop = threading.Event()
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def flood(k: int) -> None:
+        with httpx.Client(base_url=base, timeout=60) as h:
+            i = 0
+            while not stop.is_set():
+                name = ("admin0", "flood0", f"user{k}_{i % 50}")[i % 3]
+                try:
+                    code = h.post("/login", data={"username": name, "password": f"wrong-{i}"}).status_code
+                except httpx.HTTPError:
+                    code = -1
+                with lock:
+                    statuses[code] = statuses.get(code, 0) + 1
+                i += 1
+
+    def phase(c: RawClient, out, n: int):
+        lv, la = [], []
+        for k in range(n):
+            t = time.perf_counter()
+            out = c.run(("vote_A", "vote_B")[k % 2], out[0], "")
+            lv.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for src in AUDIO_SRC.findall(out[2] or ""):
+                c.h.get("/" + src).raise_for_status()
+            la.append(time.perf_counter() - t)
+            time.sleep(0.02)  # a little spacing, so the flood phase lasts several lockout answers
+        return out, lv, la
+
+    try:
+        c = RawClient(base, "flood0", PASSWORD)
+        out = c.run("next")
+        out, quiet_v, quiet_a = phase(c, out, votes)
+        threads = [threading.Thread(target=flood, args=(k,), daemon=True) for k in range(flooders)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # the flood is under way before the rater's first measured vote
+        out, flood_v, flood_a = phase(c, out, votes)
+        stop.set()
+        for t in threads:
+            t.join(60)
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(30)
+    return {
+        "next_pair_ms_p50_quiet": round(percentile(quiet_v, 50), 1),
+        "next_pair_ms_p95_quiet": round(percentile(quiet_v, 95), 1),
+        "next_pair_ms_p50_flood": round(percentile(flood_v, 50), 1),
+        "next_pair_ms_p95_flood": round(percentile(flood_v, 95), 1),
+        "audio_both_ms_p95_quiet": round(percentile(quiet_a, 95), 1),
+        "audio_both_ms_p95_flood": round(percentile(flood_a, 95), 1),
+        "flood_responses": {str(k): v for k, v in sorted(statuses.items())},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raters", type=int, default=20)
@@ -331,10 +432,17 @@ def main() -> None:
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-logic", action="store_true")
     ap.add_argument("--skip-view", action="store_true")
+    ap.add_argument("--login-flood", type=int, default=0, metavar="N",
+                    help="only the login-flood benchmark: 1 rater's next-pair latency alone, then while N clients "
+                         "flood /login with wrong passwords (--votes per phase)")
     args = ap.parse_args()
     import logging
 
     logging.disable(logging.WARNING)
+    if args.login_flood:
+        for url in args.db or [None]:
+            print(json.dumps({"bench": "login_flood", **bench_login_flood(url, args.votes, args.login_flood)}), flush=True)
+        return
     if not args.skip_view:
         for n in (100_000, 1_000_000):
             print(json.dumps({"bench": "threshold_view", **bench_view(n)}), flush=True)

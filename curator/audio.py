@@ -12,12 +12,10 @@ import io
 import os
 import tempfile
 from dataclasses import dataclass
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 from sqlalchemy.engine import make_url
 
 from curator.errors import CuratorError
@@ -27,11 +25,16 @@ CLAP_SAMPLE_RATE = 48_000  # laion CLAP's input rate
 
 
 def resample(wave: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
-    """Polyphase resampling (scipy), float32 out."""
+    """Resample as laion-clap's `librosa.load(path, sr=48000)` does: soxr at librosa's default
+    quality ("soxr_hq") on float32 samples, length ceil(n · sr_to / sr_from). float32 out.
+
+    Every clip that reaches a CLAP model goes through here, so its features equal laion's."""
+    wave = np.asarray(wave, dtype=np.float32)
     if sr_from == sr_to:
-        return np.asarray(wave, dtype=np.float32)
-    g = gcd(int(sr_from), int(sr_to))
-    return resample_poly(np.asarray(wave, dtype=np.float64), sr_to // g, sr_from // g).astype(np.float32)
+        return wave
+    import librosa
+
+    return librosa.resample(wave, orig_sr=int(sr_from), target_sr=int(sr_to), res_type="soxr_hq").astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,8 @@ def decode_audio(data: bytes | str | Path, *, target_sr: int = SAMPLE_RATE, name
         raise CuratorError(f"audio file {label} is empty")
     try:
         wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception:  # soundfile raises LibsndfileError/RuntimeError on non-audio bytes
-        wave, sr = _decode_fallback(data, label)
+    except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError on non-audio bytes
+        wave, sr = _decode_fallback(data, label, str(exc))
     if wave.shape[0] == 0:
         raise CuratorError(f"audio file {label} has no samples")
     notes = []
@@ -69,19 +72,44 @@ def decode_audio(data: bytes | str | Path, *, target_sr: int = SAMPLE_RATE, name
     return Decoded(mono.astype(np.float32), target_sr, "; ".join(notes) or None)
 
 
-def _decode_fallback(data: bytes, label: str) -> tuple[np.ndarray, int]:
-    """Formats libsndfile does not read (mp3 on old builds) go through librosa/audioread."""
+def _decode_fallback(data: bytes, label: str, why: str = "") -> tuple[np.ndarray, int]:
+    """Formats libsndfile does not read (mp3 on old builds) go through librosa/audioread. The
+    libraries' warnings ("PySoundFile failed", deprecations) are caught, not printed: a file
+    neither reads is one error line, with libsndfile's reason folded in."""
+    import warnings
+
     import librosa
 
-    with tempfile.NamedTemporaryFile(suffix=".audio") as tmp:
+    with tempfile.NamedTemporaryFile(suffix=".audio") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         tmp.write(data)
         tmp.flush()
         try:
             wave, sr = librosa.load(tmp.name, sr=None, mono=False)
         except Exception:
-            raise CuratorError(f"audio file {label} is not audio (or is corrupt)") from None
+            # libsndfile's reason, without its "Error opening <_io.BytesIO object at …>: " prefix
+            reason = why.strip().splitlines()[-1].rsplit(">: ", 1)[-1][:120] if why.strip() else ""
+            raise CuratorError(f"audio file {label} is not audio (or is corrupt)"
+                               + (f": {reason}" if reason else "")) from None
     wave = np.atleast_2d(wave).T.astype(np.float32)
     return wave, int(sr)
+
+
+MIN_CLIP_SECONDS = 0.5  # shorter clips are a truncated or broken file, not a candidate (Tango's are 10 s)
+SILENCE_PEAK = 1.0 / 32768  # a peak below one 16-bit step is silence
+
+
+def check_clip(decoded: Decoded, label: str, *, min_seconds: float = MIN_CLIP_SECONDS) -> Decoded:
+    """Refuse, naming LABEL, a clip shorter than MIN_SECONDS or silent (NaN is refused by decode_audio)."""
+    seconds = len(decoded.wave) / decoded.sample_rate
+    if seconds < min_seconds:
+        raise CuratorError(f"audio file {label} is {seconds * 1000:.1f} ms long, shorter than the minimum of "
+                           f"{min_seconds:g} s (truncated?)")
+    if not np.all(np.isfinite(decoded.wave)):
+        raise CuratorError(f"audio file {label} contains NaN or infinite samples")
+    if float(np.max(np.abs(decoded.wave))) < SILENCE_PEAK:
+        raise CuratorError(f"audio file {label} is silent")
+    return decoded
 
 
 def encode_wav(wave: np.ndarray, sample_rate: int) -> bytes:

@@ -8,7 +8,8 @@ Import
       line with a string field ``caption`` (or ``text``), optionally ``audiocap_id``,
       ``youtube_id``, ``start_time``;
     - plain text (anything else): one caption per line.
-    The one normalisation is whitespace: leading/trailing whitespace is stripped and inner runs of
+    A caption holding a control character (NUL, ESC, DEL, C1; anything but tab, CR and LF) is
+    refused, not stripped. The one normalisation is whitespace: leading/trailing whitespace is stripped and inner runs of
     whitespace (tabs, double spaces, newlines inside a quoted CSV field) become one space. Case and
     punctuation are kept as written, so "A dog barks." and "a dog barks" are two captions.
     De-duplication is on the sha256 of that normalised text (``Caption.text_sha``), within the file
@@ -110,8 +111,22 @@ class ImportResult:
                 f"{self.already_stored} already in the store")
 
 
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls and DEL, not tab/CR/LF
+
+
+def check_control(text: str, where: str) -> str:
+    """Refuse text holding a control character (NUL, ESC, DEL, C1 …): they are refused, not
+    stripped, so what is stored is what the file says. Tabs and line breaks are white space,
+    which normalize_caption collapses. PostgreSQL could not store a NUL at all; SQLite would."""
+    m = CONTROL_RE.search(text)
+    if m is not None:
+        raise CuratorError(f"{where}: caption holds the control character U+{ord(m.group(0)):04X} at character "
+                           f"{m.start() + 1}; remove it")
+    return text
+
+
 def _check_caption(raw: str, where: str) -> str:
-    text = normalize_caption(raw)
+    text = normalize_caption(check_control(raw, where))
     if not text:
         raise CuratorError(f"{where}: empty caption")
     if len(text) > MAX_CAPTION_CHARS:
@@ -207,7 +222,9 @@ def _read_jsonl(name: str, content: str) -> Iterator[_Record]:
 
 
 def _read_text(name: str, content: str) -> Iterator[_Record]:
-    lines = content.splitlines()
+    # lines end at CR/LF only (str.splitlines would also break at form feed, \x1c–\x1e and U+0085,
+    # hiding control characters that must be refused)
+    lines = re.split(r"\r\n|\r|\n", content)
     for i, raw in enumerate(lines[:_trailing_blank_start(lines)], start=1):
         yield _Record(line=i, text=_check_caption(raw, f"{name} line {i}"))
 

@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -46,6 +45,7 @@ import curator
 from curator import filter as flt
 from curator.audio import SAMPLE_RATE, AudioStore, atomic_write_bytes, encode_wav
 from curator.errors import CuratorError
+from curator.fsutil import remove_stale_siblings, temp_sibling
 from db.models import AudioClip, Caption, ClapModel, Export, Pair, PairScore
 from db.session import safe_url
 
@@ -132,8 +132,11 @@ def export_audio_alpaca(session: Session, audio_store: AudioStore, out_dir: str 
     out = Path(out_dir).resolve()
     if out.exists() and not force:
         raise CuratorError(f"export folder {out} already exists (use --force to replace it)")
+    if out.exists():
+        check_replaceable(out)
     if not out.parent.is_dir():
         raise CuratorError(f"export folder's parent {out.parent} does not exist")
+    remove_stale_siblings(out)  # temp folders of killed exports to OUT
 
     # 1. Which pairs: the preset's mask over the pool, in table order (strategy, pair id)
     preset = flt.get_preset(session, preset_name)
@@ -172,9 +175,12 @@ def export_audio_alpaca(session: Session, audio_store: AudioStore, out_dir: str 
             Caption.id.in_(caption_ids[start:start + 5000]))).all()))
 
     # 3. Write everything into a temporary folder beside OUT
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(out)
     try:
         (tmp / "data").mkdir(parents=True)
+    except OSError as exc:
+        raise CuratorError(f"cannot write the export beside {out}: {exc.strerror or exc}") from None
+    try:
         if audio != "embedded":
             (tmp / AUDIO_DIR).mkdir()
         table_path = tmp / TABLE_PATH
@@ -229,7 +235,7 @@ def export_audio_alpaca(session: Session, audio_store: AudioStore, out_dir: str 
         atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
         # 4. Swap into place
         if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            old = temp_sibling(out, "old")
             os.replace(out, old)
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
@@ -243,6 +249,19 @@ def export_audio_alpaca(session: Session, audio_store: AudioStore, out_dir: str 
                        manifest=manifest))
     session.flush()
     return out
+
+
+def check_replaceable(out: Path) -> None:
+    """--force replaces only what an export wrote: a folder whose manifest.json is an export's."""
+    if out.is_symlink() or not out.is_dir():
+        raise CuratorError(f"{out} is not a folder of a previous export; --force replaces only those (nothing was changed)")
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != "audio-alpaca" or "files" not in manifest:
+        raise CuratorError(f"{out} holds no {MANIFEST} of a previous export; --force replaces only an earlier export "
+                           "(remove it yourself or choose another folder; nothing was changed)")
 
 
 def verify_export(out_dir: str | Path) -> dict:

@@ -15,7 +15,8 @@ downmixed and recorded in AudioClip.note), stored in the AudioStore, and recorde
 
 All rows are decoded and checked before any row is written, and the rows go in with one flush
 inside the caller's transaction: a bad row (missing, empty or corrupt audio, empty or very long
-prompt, unknown strategy) is one CuratorError naming it and nothing is written to the store's
+prompt, a control character in a prompt, unknown strategy, a clip shorter than
+curator.audio.MIN_CLIP_SECONDS or silent) is one CuratorError naming it and nothing is written to the store's
 tables. (Audio files already put in the content-addressed store stay there, unreferenced; a rerun
 reuses them.)
 """
@@ -23,6 +24,7 @@ reuses them.)
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from curator.audio import SAMPLE_RATE, AudioStore, decode_audio, encode_wav
+from curator.audio import SAMPLE_RATE, AudioStore, check_clip, decode_audio, encode_wav
 from curator.errors import CuratorError
 from curator.export import audio_base
-from curator.captions import MAX_CAPTION_CHARS, is_temporal, normalize_caption
+from curator.fsutil import read_utf8
+from curator.captions import MAX_CAPTION_CHARS, check_control, is_temporal, normalize_caption
 from curator.pairs import IMPORT_GENERATOR, ingest_pairs
 from db.models import STRATEGIES, AudioClip, Caption, Pair, text_hash
 
@@ -89,7 +92,7 @@ def _check_name(name: str) -> str:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any], Path]]:
-    with open(path, newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_utf8(path, "CSV file"), newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
@@ -175,7 +178,7 @@ def _strategy(value: Any, default: str | None, label: str) -> str:
 
 def _prompt(value: Any, label: str) -> str:
     # the same normalisation captions import applies, so a prompt matches its imported caption
-    text = "" if value is None else normalize_caption(str(value))
+    text = "" if value is None else normalize_caption(check_control(str(value), label))
     if not text:
         raise CuratorError(f"{label}: empty prompt")
     if len(text) > MAX_PROMPT_CHARS:
@@ -209,7 +212,7 @@ def import_pairs(session: Session, audio_store: AudioStore, path: str | Path, *,
             stored = []
             for kind_ in ("chosen", "rejected"):
                 data, where = _audio_bytes(raw.get(kind_), base, f"{label} {kind_}")
-                decoded = decode_audio(data, target_sr=SAMPLE_RATE, name=where)
+                decoded = check_clip(decode_audio(data, target_sr=SAMPLE_RATE, name=where), where)
                 sha, rel = audio_store.put_bytes(encode_wav(decoded.wave, SAMPLE_RATE))
                 note = f"import {name}: {decoded.note}" if decoded.note else None
                 stored.append(((sha, rel, len(decoded.wave), note), where))

@@ -6,13 +6,14 @@ SQLite by default (WAL, foreign keys on); PostgreSQL through psycopg 3 for teams
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.errors import CuratorError
@@ -63,6 +64,8 @@ def make_engine(url: str) -> Engine:
         db = parsed.database
         if db and db != ":memory:" and not Path(db).parent.exists():
             raise CuratorError(f"store {safe_url(url)}: folder {Path(db).parent} does not exist")
+        if db and db != ":memory:" and not db.startswith("file:"):
+            _create_private(Path(db))
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     elif parsed.get_backend_name() == "postgresql":
@@ -72,6 +75,18 @@ def make_engine(url: str) -> Engine:
         raise CuratorError(f"store URL {safe_url(url)}: only sqlite and postgresql are supported")
     _ENGINES[url] = engine
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file readable by its owner only (0600): it holds the raters' password
+    hashes. SQLite gives its -wal and -shm files the same mode. An existing file is left as it is."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise CuratorError(f"store {path} cannot be created: {exc.strerror or exc}") from None
+    os.close(fd)
 
 
 def dispose_engines() -> None:
@@ -96,14 +111,41 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config(DEFAULT_DB)).get_current_head()
 
 
+def known_revisions() -> list[str]:
+    """This version's migration ids, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    return [r.revision for r in reversed(list(ScriptDirectory.from_config(_alembic_config(DEFAULT_DB)).walk_revisions()))]
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
+    where = safe_url(str(engine.url))
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
-    except OperationalError as exc:
-        raise CuratorError(f"cannot reach store {safe_url(str(engine.url))}: {str(exc.orig).strip().splitlines()[0]}") from None
+    except DBAPIError as exc:
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else "unknown error"
+        if "not a database" in first or "malformed" in first:
+            raise CuratorError(f"store {where} is not a database ({first})") from None
+        raise CuratorError(f"cannot reach store {where}: {first}") from None
+
+
+def _refuse_newer(engine: Engine, rev: str | None) -> None:
+    """A store stamped by a newer version of the studio (a revision this one does not know)."""
+    if rev is not None and rev not in known_revisions():
+        raise CuratorError(f"store {safe_url(str(engine.url))} is at revision {rev}, newer than this version of the "
+                           f"studio (its latest is {head_revision()}); use the newer version")
+
+
+def _alembic(fn, *args) -> None:
+    from alembic.util import CommandError
+
+    try:
+        fn(*args)
+    except CommandError as exc:
+        raise CuratorError(f"migration failed: {str(exc).strip().splitlines()[0]}") from None
 
 
 def upgrade(url: str, revision: str = "head") -> str:
@@ -111,28 +153,39 @@ def upgrade(url: str, revision: str = "head") -> str:
     from alembic import command
 
     engine = make_engine(url)
-    current_revision(engine)  # fails clearly when unreachable
+    _refuse_newer(engine, current_revision(engine))  # fails clearly when unreachable
+    _check_target(revision)
     cfg = _alembic_config(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        _alembic(command.upgrade, cfg, revision)
     return current_revision(engine) or ""
+
+
+def _check_target(revision: str) -> None:
+    known = known_revisions()
+    relative = re.fullmatch(r"(?:head|base)?[+-]\d+", revision or "") is not None  # e.g. -1, head-2
+    if not relative and revision not in ("head", "base", *known):
+        raise CuratorError(f"revision {revision[:40]!r} is unknown (known: base, {', '.join(known)}, head)")
 
 
 def downgrade(url: str, revision: str) -> str:
     from alembic import command
 
     engine = make_engine(url)
+    _refuse_newer(engine, current_revision(engine))
+    _check_target(revision)
     cfg = _alembic_config(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+        _alembic(command.downgrade, cfg, revision)
     return current_revision(engine) or ""
 
 
 def check_migrated(engine: Engine) -> None:
     """Refuse a store that is not at the latest migration, in one line."""
     rev = current_revision(engine)
+    _refuse_newer(engine, rev)
     if rev != head_revision():
         where = safe_url(str(engine.url))
         state = "is not migrated" if rev is None else f"is at revision {rev}, not the latest"

@@ -325,3 +325,69 @@ def test_assignment_audio_is_the_owners_side_only(session, audio_store):
     audit.vote(session, u, task.assignment_id, "A")
     with pytest.raises(CuratorError, match="no open pair"):
         audit.assignment_audio(session, audio_store, u, task.assignment_id, "a")
+
+
+def test_undo_reaches_only_the_last_vote_once_and_within_the_window(session, audio_store):
+    pairs = make_pool(session, audio_store, 6)
+    (u,) = make_users(session, n_raters=1, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    voted = []
+    for _ in range(3):
+        t = audit.next_assignment(session, u)
+        audit.vote(session, u, t.assignment_id, "A")
+        voted.append(t.assignment_id)
+    audit.next_assignment(session, u)
+    assert audit.undo_last(session, u).assignment_id == voted[-1]
+    # the probe's three undos: the second and third change nothing
+    assert audit.undo_last(session, u) is None and audit.undo_last(session, u) is None
+    states = {a.id: a.state for a in session.scalars(select(AuditAssignment))}
+    assert [states[i] for i in voted] == ["done", "done", "assigned"]
+    audit.vote(session, u, voted[-1], "B")  # judged again: that vote is the last one now
+    assert audit.undo_last(session, u).assignment_id == voted[-1]
+    audit.vote(session, u, voted[-1], "B")
+    # a skip after the vote: the vote is no longer the last thing done
+    t = audit.next_assignment(session, u)
+    audit.skip(session, u, t.assignment_id)
+    assert audit.undo_last(session, u) is None
+    # past the window: nothing
+    t = audit.next_assignment(session, u)
+    audit.vote(session, u, t.assignment_id, "A")
+    assert audit.undo_last(session, u, window_s=0.0) is None
+    assert session.get(AuditAssignment, t.assignment_id).state == "done"
+
+
+def test_open_assignments_expire_after_the_lease(session, audio_store):
+    import datetime as dt
+
+    pairs = make_pool(session, audio_store, 1)
+    u1, u2 = make_users(session, n_raters=2, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t", overlap=1)
+    t = audit.next_assignment(session, u1)
+    assert audit.next_assignment(session, u2) is None  # the slot is held
+    a = session.get(AuditAssignment, t.assignment_id)
+    a.served_at = a.assigned_at = a.served_at - dt.timedelta(minutes=31)  # the tab was left open
+    session.flush()
+    assert audit.next_assignment(session, u2, lease_s=3600) is None  # a longer lease: still held
+    t2 = audit.next_assignment(session, u2, lease_s=30 * 60)
+    assert t2 is not None and t2.assignment_id != t.assignment_id  # back in the queue, to another rater
+    session.refresh(a)
+    assert (a.state, a.slot, a.skip_reason) == ("skipped", None, audit.LEASE_EXPIRED)
+    with pytest.raises(CuratorError, match="waited too long for your vote and went back to the queue"):
+        audit.vote(session, u1, t.assignment_id, "A")
+    assert audit.verdict_counts(session)[pairs[0]].votes == 0
+
+
+def test_disabling_a_rater_frees_their_open_slots(session, audio_store):
+    from annotate_ui.auth import disable_user
+
+    pairs = make_pool(session, audio_store, 2)
+    u1, u2 = make_users(session, n_raters=2, admins=0)
+    audit.enqueue(session, pairs, reason="random", added_by="t", overlap=1)
+    held = [audit.next_assignment(session, u1)]
+    audit.vote(session, u1, held[0].assignment_id, "A")
+    open_one = audit.next_assignment(session, u1)
+    assert audit.next_assignment(session, u2) is None
+    disable_user(session, u1.name)
+    t2 = audit.next_assignment(session, u2)
+    assert t2 is not None and session.get(AuditAssignment, open_one.assignment_id).skip_reason == "account disabled"
+    assert session.get(AuditAssignment, held[0].assignment_id).state == "done"  # votes are kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -136,13 +137,82 @@ def test_export_other_preset(built, audio_store, store_url, tmp_path):
 
 def test_existing_out_refused_then_forced(built, audio_store, store_url, tmp_path):
     out = tmp_path / "x"
-    out.mkdir()
-    (out / "keep.txt").write_text("old")
+    export_audio_alpaca(built, audio_store, out, db_url=store_url, progress=False)
+    (out / "stale.txt").write_text("left from before")
     with pytest.raises(CuratorError, match="already exists.*--force"):
         export_audio_alpaca(built, audio_store, out, db_url=store_url, progress=False)
     export_audio_alpaca(built, audio_store, out, db_url=store_url, force=True, progress=False)
-    assert not (out / "keep.txt").exists() and (out / MANIFEST).is_file()
+    assert not (out / "stale.txt").exists() and (out / MANIFEST).is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_force_replaces_only_a_previous_export(built, audio_store, store_url, tmp_path):
+    """--force on a folder of unrelated files, a regular file, or a folder whose manifest.json is not
+    an export's: one line, and every byte left where it was."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
+    plain = tmp_path / "notes.txt"
+    plain.write_text("my notes")
+    fake = tmp_path / "other"
+    fake.mkdir()
+    (fake / MANIFEST).write_text('{"name": "some other tool"}')
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / MANIFEST).write_bytes(b"\xff\xfe not json")
+    for target in (folder, plain, fake, broken):
+        before = {p: p.read_bytes() for p in ([target] if target.is_file() else target.rglob("*"))}
+        with pytest.raises(CuratorError, match="replaces only") as info:
+            export_audio_alpaca(built, audio_store, target, db_url=store_url, force=True, progress=False)
+        assert "\n" not in str(info.value)
+        assert {p: p.read_bytes() for p in before} == before
+    res = runner.invoke(app, ["export", str(folder), "--force", "--db", store_url, "--audio-root", str(audio_store.root)])
+    assert res.exit_code == 2 and "replaces only" in res.output and len(res.output.strip().splitlines()) == 1
+    assert (folder / "cat.jpg").read_bytes() == b"\xff\xd8 a cat"
+
+
+def test_stale_temp_folders_of_a_killed_export_are_removed(built, audio_store, store_url, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: what a kill -9 leaves
+    out = tmp_path / "ds"
+    stale = tmp_path / f".ds.tmp-{dead.pid}-0123abcd"
+    (stale / "data").mkdir(parents=True)
+    (stale / "data" / "half.parquet").write_bytes(b"x" * 1000)
+    old = tmp_path / f".ds.old-{dead.pid}-89abcdef"
+    old.mkdir()
+    live = tmp_path / f".ds.tmp-{os.getppid()}-fedcba98"  # a run still going (a live process): kept
+    live.mkdir()
+    other = tmp_path / f".elsewhere.tmp-{dead.pid}-0123abcd"  # another export's: not ours to touch
+    other.mkdir()
+    export_audio_alpaca(built, audio_store, out, db_url=store_url, progress=False)
+    assert not stale.exists() and not old.exists()
+    assert live.exists() and other.exists() and (out / MANIFEST).is_file()
+
+
+def test_export_into_a_read_only_folder_is_one_line(built, audio_store, store_url, tmp_path, monkeypatch):
+    import pathlib
+
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.geteuid() == 0:  # root writes anywhere: make the folder refuse as a read-only mount would
+        real_mkdir = pathlib.Path.mkdir
+
+        def mkdir(self, *args, **kwargs):
+            if locked in self.parents:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    try:
+        with pytest.raises(CuratorError, match="cannot write the export beside .*: Permission denied"):
+            export_audio_alpaca(built, audio_store, locked / "out", db_url=store_url, progress=False)
+    finally:
+        locked.chmod(0o700)
+    assert list(locked.iterdir()) == []
 
 
 def test_missing_clip_file_leaves_nothing(built, audio_store, store_url, tmp_path):

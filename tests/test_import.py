@@ -26,7 +26,7 @@ from test_pairs_fixtures import paper_world
 runner = CliRunner()
 
 
-def wav_bytes(seconds=0.05, sr=16000, channels=1, freq=440.0) -> bytes:
+def wav_bytes(seconds=0.6, sr=16000, channels=1, freq=440.0) -> bytes:
     t = np.arange(int(seconds * sr)) / sr
     wave = 0.3 * np.sin(2 * np.pi * freq * t)
     if channels > 1:
@@ -58,7 +58,10 @@ def table_counts(session):
     return tuple(session.scalar(select(func.count()).select_from(t)) for t in (Caption, AudioClip, Pair))
 
 
-def test_round_trip_of_an_export(session, audio_store, store_url, tmp_path):
+def test_round_trip_of_an_export(session, audio_store, store_url, tmp_path, monkeypatch):
+    import test_pairs_fixtures
+
+    monkeypatch.setattr(test_pairs_fixtures, "CLIP_SECONDS", 0.6)  # import refuses clips under 0.5 s
     paper_world(session, audio_store)
     build_pairs(session, progress=False)
     session.commit()
@@ -101,7 +104,7 @@ def test_csv_folder_with_resample_and_downmix(session, audio_store, tmp_path):
     assert (counts.rows, counts.pairs_created, counts.clips_created, counts.converted) == (3, 3, 5, 1)
     clip = session.scalars(select(AudioClip).where(AudioClip.note.is_not(None))).one()
     assert "resampled 44100→16000 Hz" in clip.note and "downmixed 2→1 channels" in clip.note
-    assert clip.checkpoint_id == "set" and clip.sample_rate == 16000 and clip.num_samples == 800
+    assert clip.checkpoint_id == "set" and clip.sample_rate == 16000 and clip.num_samples == 9600
     assert sf.info(str(audio_store.resolve(clip.path))).samplerate == 16000
     assert {p.source for p in session.scalars(select(Pair))} == {"import:set"}
 

@@ -228,6 +228,17 @@ def test_ratings_bad_input_replay_and_undo(session, audio_store):
     assert L.next_item(session, ls.id, u.id).item_id == item.item_id
     assert not L.submit_rating(session, ls.id, u.id, item.item_id, 5, 5).replayed
     assert L.undo_last(session, ls.id, v.id) is None
+    # undo reaches the last answer only, once, and only within the window
+    second = L.next_item(session, ls.id, u.id)
+    L.submit_rating(session, ls.id, u.id, second.item_id, 2, 2)
+    assert L.undo_last(session, ls.id, u.id) == second.item_id
+    assert L.undo_last(session, ls.id, u.id) is None  # not back through the first item's rating
+    assert session.scalar(select(ListeningRating.ovl).where(ListeningRating.item_id == item.item_id,
+                                                            ListeningRating.user_id == u.id)) == 5
+    L.submit_rating(session, ls.id, u.id, second.item_id, 2, 2)
+    assert L.undo_last(session, ls.id, u.id, window_s=0.0) is None
+    assert L.undo_last(session, ls.id, u.id) == second.item_id
+    L.submit_rating(session, ls.id, u.id, second.item_id, 2, 2)
     # a closed session takes no ratings
     L.set_session_open(session, ls.id, False)
     with pytest.raises(CuratorError, match="is closed"):

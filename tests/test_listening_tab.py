@@ -4,6 +4,7 @@ checks, stamping with the logged-in user, escaped prompts, bad input, missing au
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -77,7 +78,8 @@ def test_rater_flow_is_blind_escaped_and_stamped(app):
     assert [c[1] for c in choices] == [sid]
     state, progress, prompt, audio, message, ovl, rel = h.open_session(sid, req("rater0"))
     assert state == {"session_id": sid, "item_id": state["item_id"]} and "Clip **1** of 8" in progress
-    assert "<script>" not in prompt and isinstance(audio[1], np.ndarray) and audio[0] == 16000
+    assert "<script>" not in prompt and re.fullmatch(r'<div class="listen-player"><audio controls preload="auto" '
+                                                     r'src="media/[A-Za-z0-9_-]{24}"></audio></div>', audio)
     seen = []
     for k in range(8):
         shown = json.dumps([progress, prompt, message], default=str)
@@ -143,7 +145,7 @@ def test_missing_audio_shows_a_message_and_skips(app, audio_store):
     with ctx.session() as s:
         audio_store.resolve(s.get(ListeningItem, state["item_id"]).clip.path).unlink()
     state, progress, prompt, audio, message, *_ = h.open_session(sid, req("rater0"))
-    assert audio is None and "missing" in message and "skip" in message
+    assert audio == "" and "missing" in message and "skip" in message
     after = h.skip(state, req("rater0"))
     assert after[0]["item_id"] != state["item_id"] and after[4] == "Skipped."
     with ctx.session() as s:

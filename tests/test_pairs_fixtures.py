@@ -28,10 +28,13 @@ def add_caption(session, text: str, *, temporal: bool = False) -> Caption:
     return cap
 
 
-def tone(seconds: float = 0.05, sr: int = SAMPLE_RATE) -> np.ndarray:
+CLIP_SECONDS = 0.05  # tests that import the clips again set this to import's minimum or more
+
+
+def tone(seconds: float | None = None, sr: int = SAMPLE_RATE) -> np.ndarray:
     """A short tone, different every call (so every clip has its own sha)."""
     k = next(_counter)
-    t = np.arange(int(seconds * sr)) / sr
+    t = np.arange(int((CLIP_SECONDS if seconds is None else seconds) * sr)) / sr
     return (0.3 * np.sin(2 * np.pi * (200 + 7 * k) * t)).astype(np.float32)
 
 

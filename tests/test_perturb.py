@@ -202,3 +202,20 @@ def test_cli_world_backend(sqlite_store_url, tmp_path):
         assert s.scalar(select(func.count()).select_from(Perturbation)) == sum(r.n_parsed for r in reqs)
     res = runner.invoke(app, ["perturb", "--strategy", "3", "--backend", "world", "--db", sqlite_store_url])
     assert f"{len(reqs)} already asked, 0 answered" in res.output
+
+
+def test_control_characters_in_an_answer_are_never_stored(session):
+    """An answer with a NUL or an escape sequence: those lines are not captions (dropped), and the raw
+    answer is stored with the NUL made visible, on both back ends (PostgreSQL text cannot hold NUL)."""
+    from curator.perturb.run import PerturbCounts, _store
+
+    raw = "1. A cat barks.\n2. A dog\x00 meows.\n3. A \x1b[31mcow\x1b[0m sings.\n4. A bird roars.\n5. A cow hums."
+    assert parse_perturbations(raw, "A dog barks.") == ["A cat barks.", "A bird roars.", "A cow hums."]
+    cap = Caption(text="A dog barks.", text_sha=text_hash("A dog barks."), source="t")
+    session.add(cap)
+    session.commit()
+    _store(session, PerturbCounts("2", "m"), cap, "2", "m", raw, parse_perturbations(raw, cap.text))
+    req = session.scalar(select(PerturbationRequest))
+    assert "\x00" not in req.raw_response and "A dog\\x00 meows." in req.raw_response and req.n_parsed == 3
+    assert [p.text for p in session.scalars(select(Perturbation).order_by(Perturbation.position))] == \
+        ["A cat barks.", "A bird roars.", "A cow hums."]

@@ -3,12 +3,16 @@ replays, missing audio, escaping, presets, logout; and the load test (issue 4, T
 
 from __future__ import annotations
 
+import io
+import re
 import socket
 import threading
 from contextlib import contextmanager
 
 import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 from gradio_client import Client
 from sqlalchemy import func, select
 
@@ -133,12 +137,10 @@ def test_missing_audio_shows_a_message_and_skip_works(app):
     assert f"side {gone.upper()}: the audio file is missing or unreadable; press Skip" in again[4]
     assert rel not in again[4] and clip.sha256 not in again[4]
     players = again[2]  # the other side still plays; the missing one shows the message instead of a player
-    assert players.count("<audio") == 1 and f"audit/audio/{first[0]}/{plays}" in players and "press Skip" in players
+    assert players.count("<audio") == 1 and set(player_urls(players)) == {plays} and "press Skip" in players
     with httpx.Client(base_url=url, timeout=20) as h:
         h.post("/login", data={"username": "rater0", "password": PASSWORD}).raise_for_status()
-        r = h.get(f"/audit/audio/{first[0]}/{gone}")
-        assert r.status_code == 404 and "missing or unreadable" in r.text and rel not in r.text
-        assert h.get(f"/audit/audio/{first[0]}/{plays}").status_code == 200
+        assert h.get("/" + player_urls(players)[plays]).status_code == 200
     after = r0.predict(first[0], api_name="/skip")
     assert after[0] != first[0] and after[4].startswith("Skipped")
     with ctx.session() as s:
@@ -152,53 +154,72 @@ def _login(url, name):
         yield h
 
 
+def player_urls(players: str) -> dict[str, str]:
+    """{side: media URL} of the players HTML."""
+    return dict(re.findall(r'id="audio-([ab])" class="player"><div class="side">[AB]</div><audio[^>]* src="([^"]+)"', players))
+
+
 def test_audio_route_serves_only_the_owners_open_pair(app):
     ctx, url, pairs, users = app
-    out = client(url, "rater0").predict(api_name="/next")
+    r0 = client(url, "rater0")
+    out = r0.predict(api_name="/next")
     aid, players = out[0], out[2]
     with ctx.session() as s:
         a = s.get(AuditAssignment, int(aid))
         pair = s.get(Pair, a.pair_id)
         winner, loser = s.get(AudioClip, pair.winner_clip_id), s.get(AudioClip, pair.loser_clip_id)
         side_a, side_b = (winner, loser) if a.a_is_winner else (loser, winner)
-    # blind: the page names the assignment and the side, never a clip id, sha or file
-    assert f'src="audit/audio/{aid}/a"' in players and f'src="audit/audio/{aid}/b"' in players
+    # blind: the page names an opaque token per side, never the assignment, a clip id, sha or file
+    urls = player_urls(players)
+    assert set(urls) == {"a", "b"} and all(re.fullmatch(r"media/[A-Za-z0-9_-]{24}", u) for u in urls.values())
+    assert urls["a"] != urls["b"]
     for clip in (winner, loser):
         assert clip.sha256 not in players and clip.path not in players
     with _login(url, "rater0") as h:
         for side, clip in (("a", side_a), ("b", side_b)):
-            r = h.get(f"/audit/audio/{aid}/{side}")
+            r = h.get("/" + urls[side])
             assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
-            assert r.content == ctx.audio_store.resolve(clip.path).read_bytes()  # the blind mapping is kept
+            # the blind mapping is kept: the same audio as the stored clip, to within one 16-bit step
+            served, sr = sf.read(io.BytesIO(r.content), dtype="int16")
+            stored, sr0 = sf.read(ctx.audio_store.resolve(clip.path), dtype="int16")
+            assert sr == sr0 and served.shape == stored.shape
+            assert np.abs(served.astype(int) - stored.astype(int)).max() <= 1
+            assert r.content != ctx.audio_store.resolve(clip.path).read_bytes()  # but not the stored bytes
             assert "content-disposition" not in r.headers and clip.sha256 not in str(r.headers)
-        # a range request (what browsers send for media) gets the part asked for
-        r = h.get(f"/audit/audio/{aid}/a", headers={"Range": "bytes=0-3"})
+            assert "etag" not in r.headers and "last-modified" not in r.headers
+            assert r.headers["cache-control"].startswith("private")
+        # a range request (what browsers send for media) gets the part asked for, of the same copy
+        whole = h.get("/" + urls["a"]).content
+        r = h.get("/" + urls["a"], headers={"Range": "bytes=0-3"})
         assert r.status_code == 206 and r.content == b"RIFF"
-        # path tricks and bad sides: refused, nothing read
-        for bad in (f"/audit/audio/{aid}/c", f"/audit/audio/{aid}/A", f"/audit/audio/{aid}/..%2f..%2fstore.db",
-                    f"/audit/audio/{aid}/a/../../../etc/passwd", "/audit/audio/-1/a", "/audit/audio/abc/a",
-                    f"/audit/audio/{aid}%2f..%2fa", f"/audit/audio/{aid}/{side_a.path}", "/audit/audio/999999/a",
-                    f"/audit/audio/{10**30}/a"):
+        r = h.get("/" + urls["a"], headers={"Range": "bytes=40-"})
+        assert r.status_code == 206 and r.content == whole[40:]
+        assert h.get("/" + urls["a"], headers={"Range": f"bytes={len(whole) + 5}-"}).status_code == 416
+        # path tricks, old-style ids and made-up tokens: refused, nothing read
+        for bad in (f"/audit/audio/{aid}/a", f"/media/{aid}", "/media/" + "A" * 24, "/media/..%2f..%2fstore.db",
+                    f"/media/{urls['a'][6:]}/../../etc/passwd", f"/media/{side_a.path}", f"/media/{side_a.sha256}",
+                    "/media/", f"/media/{'x' * 10_000}"):
             r = h.get(bad)
-            assert r.status_code in (404, 422), (bad, r.status_code)
+            assert r.status_code in (404, 405, 422), (bad, r.status_code)
             assert not r.content.startswith(b"RIFF"), bad
-    # another rater, and nobody logged in, are refused that assignment's audio
+    # another rater (with their own valid login), and nobody logged in, are refused that token
     with _login(url, "rater1") as h:
-        r = h.get(f"/audit/audio/{aid}/a")
+        r = h.get("/" + urls["a"])
         assert r.status_code == 404 and not r.content.startswith(b"RIFF")
     with httpx.Client(base_url=url, timeout=20) as h:
-        assert h.get(f"/audit/audio/{aid}/a").status_code == 401
+        assert h.get("/" + urls["a"]).status_code == 401
     # once voted, the pair's audio is no longer served (not even to its rater)
-    client(url, "rater0").predict(aid, "", api_name="/vote_B")
+    r0.predict(aid, "", api_name="/vote_B")
     with _login(url, "rater0") as h:
-        assert h.get(f"/audit/audio/{aid}/a").status_code == 404
+        assert h.get("/" + urls["a"]).status_code == 404
     # a disabled account is refused at once, on a live login
     with _login(url, "rater1") as h:
-        aid1 = client(url, "rater1").predict(api_name="/next")[0]
-        assert h.get(f"/audit/audio/{aid1}/a").status_code == 200
+        out1 = client(url, "rater1").predict(api_name="/next")
+        url1 = "/" + player_urls(out1[2])["a"]
+        assert h.get(url1).status_code == 200
         with ctx.session() as s:
             disable_user(s, "rater1")
-        assert h.get(f"/audit/audio/{aid1}/a").status_code == 401
+        assert h.get(url1).status_code == 401
 
 
 def test_audit_events_answer_the_page_in_one_request(app):

@@ -64,6 +64,8 @@ def run_cmd(
 def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, progress: bool) -> None:
     from trainer.train import run_training
 
+    if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise CuratorError(f"--out {cfg.out} is a file, not a run folder; give a folder (new or of this run)")
     if cfg.data == "store":
         if not db:
             raise CuratorError("--data store (or --preset) needs --db URL")

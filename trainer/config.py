@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from curator.errors import CuratorError
+from curator.fsutil import read_utf8
 
 AUDIT_POLICIES = ("ignore", "drop-rejected", "human-winner", "majority")
 OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
@@ -159,9 +160,7 @@ def config_from_dict(values: dict[str, Any], *, where: str = "config") -> TrainC
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The flat mapping in a .json or .toml file."""
     path = Path(path)
-    if not path.is_file():
-        raise CuratorError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, "config file")
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)

@@ -7,9 +7,9 @@ import sys
 from typing import Annotated, Callable, TypeVar
 
 import typer
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from curator.errors import CuratorError
+from curator.errors import CuratorError, shorten
 from db.session import DEFAULT_DB, safe_url
 
 DbOpt = Annotated[
@@ -44,11 +44,16 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except CuratorError as exc:
             fail(str(exc))
-        except OperationalError as exc:
+        except DBAPIError as exc:  # an unreachable store, or a --db file that is not a database
             first = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else "unknown error"
             url = kwargs.get("db")
             where = f" {safe_url(url)}" if isinstance(url, str) else ""
-            fail(f"store{where} failed: {first}")
+            fail(shorten(f"store{where} failed: {first}"))
+        except UnicodeDecodeError as exc:  # a text input read without a named check
+            fail(f"an input is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")
+        except OSError as exc:  # a folder that cannot be written, a disk that is full
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(shorten(f"{where}{exc.strerror or exc}"))
         except KeyboardInterrupt:
             typer.echo("interrupted; rerun the same command to resume", err=True)
             sys.exit(130)

@@ -15,6 +15,7 @@ import re
 import string
 from importlib import resources
 
+from curator.captions import CONTROL_RE
 from curator.errors import CuratorError
 
 PERTURB_STRATEGIES = ("2", "3")
@@ -62,10 +63,13 @@ def _clean(line: str) -> str:
 
 
 def clean_perturbations(lines: list[str], original: str) -> list[str]:
-    """Drop empty lines, repeats and lines identical to ORIGINAL (compare_key), keeping order."""
+    """Drop empty lines, repeats, lines identical to ORIGINAL (compare_key) and lines holding a
+    control character (NUL, ESC, …: not a caption, as captions import refuses them), keeping order."""
     seen = {compare_key(original)}
     out: list[str] = []
     for line in lines:
+        if CONTROL_RE.search(line):
+            continue
         text = _clean(line)
         key = compare_key(text)
         if not key or key in seen:

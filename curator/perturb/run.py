@@ -119,7 +119,8 @@ def _store(session: Session, counts: PerturbCounts, cap: Caption, strategy: str,
            raw: str, parsed: list[str]) -> None:
     texts = clean_perturbations(list(parsed), cap.text)
     req = PerturbationRequest(caption_id=cap.id, strategy=strategy, model=model,
-                              raw_response=raw or "", n_parsed=len(texts))
+                              # PostgreSQL text cannot hold NUL: a NUL in an answer is kept visibly, as \x00
+                              raw_response=(raw or "").replace("\x00", "\\x00"), n_parsed=len(texts))
     session.add(req)
     try:
         session.flush()

@@ -98,21 +98,28 @@ def world_examples(cfg) -> Examples:
     exclude = read_caption_lines(cfg.exclude_captions)
     captions: list[str] = []
     waves: list[np.ndarray] = []
-    skipped = 0
-    for text in world_captions(cfg.n_captions, seed=cfg.seed, min_events=cfg.min_events, max_events=cfg.max_events,
-                               exclude=exclude):
+    skipped = kept = 0
+    # candidates beyond n_captions replace the captions too long for the clip, so the run trains
+    # on n_captions captions (the longest ones stay rarer than the grammar writes them)
+    for text in world_captions(4 * cfg.n_captions + 100, seed=cfg.seed, min_events=cfg.min_events,
+                               max_events=cfg.max_events, exclude=exclude):
+        if kept == cfg.n_captions:
+            break
         try:
             renders = [render(text, seed=1000 * cfg.seed + j, duration_s=cfg.clip_s).wave
                        for j in range(cfg.renders_per_caption)]
         except CaptionError:  # too many events for the clip length: the world cannot draw it
             skipped += 1
             continue
+        kept += 1
         for wave in renders:
             captions.append(text)
             waves.append(fit_length(wave, n))
     if not captions:
         raise CuratorError(f"no world caption fits a {cfg.clip_s:g} s clip; raise clip_s or lower max_events")
-    notes = [f"{skipped} caption(s) too long for {cfg.clip_s:g} s were left out"] if skipped else []
+    notes = [f"{skipped} caption(s) too long for {cfg.clip_s:g} s were replaced by others"] if skipped else []
+    if kept < cfg.n_captions:
+        notes.append(f"only {kept} of {cfg.n_captions} captions fit a {cfg.clip_s:g} s clip")
     if exclude:
         notes.append(f"{len(exclude)} held-out caption(s) excluded (exclude_captions)")
     return Examples(f"world(seed={cfg.seed})", captions, waves, notes)

@@ -165,7 +165,7 @@ def test_unet_config_is_read_only_inside_the_checkpoint_folder(tiny_dir, tmp_pat
     with caplog.at_level(logging.INFO, logger="curator.models.tango"), pytest.raises(CuratorError) as err:
         T.load_tango(folder)
     assert "UNet weights do not match its config" in str(err.value)
-    assert any("using the built-in Tango UNet config" in r.getMessage() and r.levelno == logging.WARNING
+    assert any("using the built-in Tango UNet config" in r.getMessage() and r.levelno == logging.INFO
                for r in caplog.records)
     # any other name outside the folder: a cwd-relative, escaping or absolute path is refused
     for path in ("stray.json", "../cwd/stray.json", str(cwd / "stray.json")):

@@ -780,7 +780,7 @@ def _unet_config(folder: Path, config_path: str | None) -> dict[str, Any]:
             log.info("%s: UNet config from %s", folder, candidate)
             return cfg
         if Path(config_path).name == "diffusion_model_config.json":
-            log.warning("%s: unet_model_config_path %r is not in the checkpoint folder; using the built-in Tango UNet "
+            log.info("%s: unet_model_config_path %r is not in the checkpoint folder; using the built-in Tango UNet "
                         "config (declare-lab/tango configs/diffusion_model_config.json)", folder, config_path)
             return dict(TANGO_UNET_CONFIG)  # the official repo's file, shipped with the code
     raise CuratorError(f"{where}: unet_model_config_path {config_path!r} is neither a file inside {folder} nor the "

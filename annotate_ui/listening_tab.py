@@ -91,9 +91,14 @@ LISTENING_KEYBOARD_JS = """
 """
 
 
-def audio_player(url: str) -> str:
-    """The clip's player: an <audio> element on the opaque media URL (the page keys play it)."""
-    return f'<div class="listen-player"><audio controls preload="auto" src="{html.escape(url)}"></audio></div>'
+def audio_player(url: str, spectrogram_url: Optional[str] = None) -> str:
+    """The clip's player: an <audio> element on the opaque media URL (the page keys play it), and
+    the clip's spectrogram under it (its own opaque URL)."""
+    image = ""
+    if spectrogram_url is not None:
+        image = (f'<img class="spectrogram" loading="lazy" src="{html.escape(spectrogram_url)}" '
+                 'alt="spectrogram of the clip" width="640" height="128">')
+    return f'<div class="listen-player"><audio controls preload="auto" src="{html.escape(url)}"></audio>{image}</div>'
 
 
 def prompt_html(text: Optional[str]) -> str:
@@ -168,7 +173,9 @@ class ListeningHandlers:
         if problem is None:
             # an opaque per-item token, never Gradio's file cache (which names a file by its sha256, so
             # a gold item would share its URL with the real item whose clip it reuses)
-            audio = audio_player(self.ctx.media_url(user, "listen", (session_id, q.item_id)))
+            ref = (session_id, q.item_id)
+            audio = audio_player(self.ctx.media_url(user, "listen", ref),
+                                 self.ctx.media_url(user, "listen", ref, "spectrogram"))
         msg = " ".join(x for x in (message, problem and f"⚠ {problem}") if x)
         return ({"session_id": session_id, "item_id": q.item_id},
                 f"Clip **{q.done + 1}** of {q.total} · remaining **{q.total - q.done}**",

@@ -79,7 +79,9 @@ def test_rater_flow_is_blind_escaped_and_stamped(app):
     state, progress, prompt, audio, message, ovl, rel = h.open_session(sid, req("rater0"))
     assert state == {"session_id": sid, "item_id": state["item_id"]} and "Clip **1** of 8" in progress
     assert "<script>" not in prompt and re.fullmatch(r'<div class="listen-player"><audio controls preload="auto" '
-                                                     r'src="media/[A-Za-z0-9_-]{24}"></audio></div>', audio)
+                                                     r'src="media/[A-Za-z0-9_-]{24}"></audio><img class="spectrogram" '
+                                                     r'loading="lazy" src="media/[A-Za-z0-9_-]{24}" alt="spectrogram of '
+                                                     r'the clip" width="640" height="128"></div>', audio)
     seen = []
     for k in range(8):
         shown = json.dumps([progress, prompt, message], default=str)
@@ -170,7 +172,7 @@ def test_admin_results_export_and_closing(app, tmp_path):
     assert "fewer than 4 ratings" in summary
     assert dict(zip(raters["rater"], raters["excluded"]))["rater1"] == "yes"
     files = h.export(sid, req("boss"))
-    assert sorted(Path(f).name for f in files) == ["raters.csv", "ratings.csv", "results.json", "systems.csv"]
+    assert sorted(Path(f).name for f in files) == ["differences.csv", "raters.csv", "ratings.csv", "results.json", "systems.csv"]
     assert json.loads(Path(files[0]).read_text())["excluded_raters"] == ["rater1"]
     assert "closed" in h.close_session(sid, req("boss"))
     assert h.session_choices(req("rater0")).choices == []

@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
 
-from annotate_ui import audit, tuning
+from annotate_ui import audit, charts, tuning
 from annotate_ui import listening as listening_logic
 from annotate_ui.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
 from annotate_ui.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
@@ -623,16 +623,17 @@ def _build_tuning(ctx: UIContext) -> dict:
     parts["sliders"] = sliders
     parts["total"] = gr.Markdown(elem_id="tuning-total")
     parts["precision"] = gr.Markdown(elem_id="tuning-precision")
-    parts["counts"] = gr.Dataframe(label="Kept pairs per strategy (Table 2)", interactive=False, elem_id="tuning-counts")
+    parts["counts"] = gr.Dataframe(charts.no_data(), label="Kept pairs per strategy (Table 2)", interactive=False,
+                                   elem_id="tuning-counts")
     plots = {}
     with gr.Row():
         for key in HIST_KEYS[:2]:
             plots[key] = gr.BarPlot(x="score", y="pairs", color="set", label=f"α (winner score), model {key[-1]}",
-                                    color_map={"kept": "#2b8a3e", "dropped": "#c92a2a"}, elem_id=f"hist-{key}")
+                                    color_map=charts.HISTOGRAM_COLOURS, elem_id=f"hist-{key}")
     with gr.Row():
         for key in HIST_KEYS[2:]:
             plots[key] = gr.BarPlot(x="score", y="pairs", color="set", label=f"Δ (winner − loser), model {key[-1]}",
-                                    color_map={"kept": "#2b8a3e", "dropped": "#c92a2a"}, elem_id=f"hist-{key}")
+                                    color_map=charts.HISTOGRAM_COLOURS, elem_id=f"hist-{key}")
     parts["plots"] = plots
     with gr.Row():
         parts["save_name"] = gr.Textbox(label="Save these thresholds as preset", elem_id="tuning-save-name")
@@ -669,7 +670,8 @@ def _wire_tuning(ctx: UIContext, demo: gr.Blocks, p: dict) -> None:
                  f"(models: {html.escape(data.table.model_names[0])} = 1, {html.escape(data.table.model_names[1])} = 2"
                  + (f"; {data.table.n_unscored} pairs without both scores left out" if data.table.n_unscored else "") + ")")
         prec = (v.kept_precision.describe("Kept pairs") + "  \n" + v.dropped_precision.describe("Dropped pairs"))
-        return (total, prec, v.counts_frame(), *[v.histogram_frame(k) for k in HIST_KEYS])
+        return (total, prec, v.counts_frame(),
+                *[charts.with_threshold_lines(v.histogram_frame(k), charts.histogram_lines(k, th)) for k in HIST_KEYS])
 
     def on_refresh(preset_name, a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi, request: gr.Request):
         ctx.admin(request)

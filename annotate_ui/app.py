@@ -54,6 +54,7 @@ from annotate_ui import audit, charts, tuning
 from annotate_ui import listening as listening_logic
 from annotate_ui.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
 from annotate_ui.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
+from annotate_ui.runs_tab import build_runs_tab
 from annotate_ui.spectrogram import blind_png, cached_png
 from curator.audio import AudioStore
 from curator.errors import CuratorError
@@ -514,6 +515,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             if build_listening_tab is not None:
                 with gr.Tab("Listening sessions", id="listening"):
                     build_listening_tab(ctx)
+            build_runs_tab(ctx)
 
         audit_out = [assignment, caption, players, progress_md, message, note]
 

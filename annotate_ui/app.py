@@ -211,7 +211,7 @@ CSS = """
 #audit-players audio, #listen-audio audio { width: 100%; }
 img.spectrogram { display: block; width: 100%; max-width: 640px; height: auto; image-rendering: auto;
                   border-radius: 4px; margin-top: .3em; }
-html.hide-spectrograms img.spectrogram { display: none; }
+html.hide-spectrograms img.spectrogram { display: none !important; }
 """
 
 # "Show spectrograms": applied on the page only (a class on <html>), remembered in localStorage

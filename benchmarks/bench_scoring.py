@@ -6,8 +6,9 @@ already decoded and resampled to 48 kHz (identical for both sides, so not timed)
 - batched: `ClapScorer.score` over all clips — batched torch log-mel features, batched audio
   encoder, each distinct caption through the text encoder once;
 - per-file loop: one clip at a time with transformers' own recipe — `ClapFeatureExtractor` and the
-  tokenizer on that clip and its caption, then the text and audio towers (the text re-embedded
-  every time), cosine of the normalised embeddings;
+  tokenizer on that clip (after laion-clap's 16-bit round trip, as the engine does) and its
+  caption, then the text and audio towers (the text re-embedded every time), cosine of the
+  normalised embeddings;
 - for the breakdown, also the engine at batch size 1 with its text cache cleared before every clip.
 
 Both sides must give the same scores (checked). Goal (issue 2): batched ≥ 3× faster.
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 
 from curator.audio import resample
 from curator.scoring.clap import TEXT_MAX_LENGTH, load_clap
+from curator.scoring.features import quantize_int16
 from curator.scoring.tiny import CORPUS, build_tiny_clap
 
 
@@ -51,7 +53,7 @@ def per_file_loop(scorer, texts, waves) -> np.ndarray:
     out = np.empty(len(texts))
     for i, (text, wave) in enumerate(zip(texts, waves)):
         tokens = tokenizer([text], padding=True, truncation=True, max_length=TEXT_MAX_LENGTH, return_tensors="pt")
-        feats = extractor([wave[:extractor.nb_max_samples]], sampling_rate=48_000, truncation="rand_trunc",
+        feats = extractor([quantize_int16(wave[:extractor.nb_max_samples])], sampling_rate=48_000, truncation="rand_trunc",
                           return_tensors="pt")
         t_emb = F.normalize(model.text_projection(
             model.text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).pooler_output), dim=-1)

@@ -12,12 +12,10 @@ import io
 import os
 import tempfile
 from dataclasses import dataclass
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 from sqlalchemy.engine import make_url
 
 from curator.errors import CuratorError
@@ -27,11 +25,16 @@ CLAP_SAMPLE_RATE = 48_000  # laion CLAP's input rate
 
 
 def resample(wave: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
-    """Polyphase resampling (scipy), float32 out."""
+    """Resample as laion-clap's `librosa.load(path, sr=48000)` does: soxr at librosa's default
+    quality ("soxr_hq") on float32 samples, length ceil(n · sr_to / sr_from). float32 out.
+
+    Every clip that reaches a CLAP model goes through here, so its features equal laion's."""
+    wave = np.asarray(wave, dtype=np.float32)
     if sr_from == sr_to:
-        return np.asarray(wave, dtype=np.float32)
-    g = gcd(int(sr_from), int(sr_to))
-    return resample_poly(np.asarray(wave, dtype=np.float64), sr_to // g, sr_from // g).astype(np.float32)
+        return wave
+    import librosa
+
+    return librosa.resample(wave, orig_sr=int(sr_from), target_sr=int(sr_to), res_type="soxr_hq").astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ against its own inverse.
 
 from __future__ import annotations
 
+import pickle
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -80,8 +82,15 @@ def _waves(n: int, seconds: float = 2.0) -> list[np.ndarray]:
 
 def test_tiny_checkpoint_is_in_laions_format(tiny_laion):
     checkpoint, _ = tiny_laion
-    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    assert set(raw) >= {"state_dict", "epoch"}
+    # as laion's trainer writes it: the numpy learning rate makes plain weights_only loading refuse it
+    with pytest.raises(pickle.UnpicklingError, match="numpy"):
+        torch.load(checkpoint, map_location="cpu", weights_only=True)
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own file, written just now
+    assert set(raw) == {"epoch", "name", "state_dict", "optimizer"}
+    groups = raw["optimizer"]["param_groups"]
+    assert len(groups) == 2 and all(type(g["lr"]) is np.float64 for g in groups)
+    assert [g["weight_decay"] for g in groups] == [0.0, 0.2]
+    assert all({"exp_avg", "exp_avg_sq"} <= set(state) for state in raw["optimizer"]["state"].values())
     keys = list(raw["state_dict"])
     assert all(k.startswith("module.") for k in keys)
     keys = [k[len("module."):] for k in keys]
@@ -191,6 +200,75 @@ def test_not_a_checkpoint(tmp_path):
     torch.save({"state_dict": {"encoder.weight": torch.zeros(2)}}, other)
     with pytest.raises(CuratorError, match="not a laion-clap checkpoint"):
         load_laion_clap(other)
+
+
+@pytest.fixture
+def load_calls(monkeypatch):
+    """The weights_only argument of every torch.load call (the loader must never pass False)."""
+    calls, real = [], torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    return calls
+
+
+def test_trainer_checkpoint_reads_with_weights_only(tiny_laion, load_calls):
+    """epoch, name, module.-prefixed state_dict and an AdamW state with a numpy float64 lr."""
+    state = read_laion_state_dict(tiny_laion[0])
+    assert load_calls == [True]
+    assert "audio_branch.bn0.running_var" in state and not any(k.startswith("module.") for k in state)
+    assert len(state) == len(torch.load(tiny_laion[0], weights_only=False)["state_dict"])  # optimizer ignored
+
+
+def _rename_pickle_global(src, dst, old: bytes, new: bytes) -> None:
+    """Copy a torch zip checkpoint, renaming a global in its pickle (protocol 2: 'c<module>\\n<name>\\n')."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/data.pkl"):
+                assert old in data
+                data = data.replace(old, new)
+            zout.writestr(info, data)
+
+
+def test_checkpoint_pickled_with_numpy_1_loads(tiny_laion, tmp_path, load_calls):
+    """The published files date from numpy 1.x, whose scalars pickle as numpy.core.multiarray.scalar."""
+    old = tmp_path / "numpy1.pt"
+    _rename_pickle_global(tiny_laion[0], old, b"cnumpy._core.multiarray\nscalar\n", b"cnumpy.core.multiarray\nscalar\n")
+    assert "numpy.core.multiarray.scalar" in torch.serialization.get_unsafe_globals_in_checkpoint(old)
+    assert read_laion_state_dict(old).keys() == read_laion_state_dict(tiny_laion[0]).keys()
+    assert set(load_calls) == {True}
+
+
+def test_checkpoint_with_other_objects_is_refused_unread(tiny_laion, tmp_path, load_calls):
+    """Objects beyond tensors and numpy scalars are refused in one line naming them; the file is
+    never unpickled with weights_only=False (the marker file its payload would create stays absent)."""
+    import argparse
+
+    marker = tmp_path / "payload-ran"
+    state = read_laion_state_dict(tiny_laion[0])
+    bad = tmp_path / "with-args.pt"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()},
+                "args": argparse.Namespace(lr=1e-4), "hook": _Payload(marker)}, bad)
+    load_calls.clear()
+    with pytest.raises(CuratorError, match="cannot be read safely: it holds .*argparse.Namespace") as info:
+        load_clap(str(bad))
+    message = str(info.value)
+    assert "\n" not in message and "weights_only=True" in message and "open" in message
+    assert load_calls == [True] and not marker.exists()
+
+
+class _Payload:
+    """Creates a file when unpickled: the kind of object weights_only loading exists to refuse."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
 
 
 def test_offline_tokenizer_source_is_one_line(tiny_laion, monkeypatch):

@@ -138,6 +138,53 @@ def test_official_checkpoint_defaults(tiny_dir, tmp_path):
         (1000, 0.00085, 0.012, "scaled_linear", "v_prediction")
 
 
+def test_unet_config_is_read_only_inside_the_checkpoint_folder(tiny_dir, tmp_path, monkeypatch, caplog):
+    """unet_model_config_path resolves inside the folder, then to the built-in official config
+    (said in the log line); a file of that name in the current directory is never used."""
+    import logging
+
+    tiny_unet = (tiny_dir / "unet_config.json").read_text()
+    cwd = tmp_path / "cwd"
+    (cwd / "configs").mkdir(parents=True)
+    # files an unrelated project left in the current directory; the tiny UNet's own config would
+    # even make the load succeed, so using them would go unnoticed
+    (cwd / "configs" / "diffusion_model_config.json").write_text(tiny_unet)
+    (cwd / "stray.json").write_text(tiny_unet)
+    monkeypatch.chdir(cwd)
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "unet_config.json").unlink()
+
+    def point_to(path: str) -> None:
+        main = json.loads((folder / "main_config.json").read_text())
+        main["unet_model_config_path"] = path
+        (folder / "main_config.json").write_text(json.dumps(main))
+
+    # the official name: not in the folder → the built-in config (real size: the tiny weights do not fit)
+    point_to("configs/diffusion_model_config.json")
+    with caplog.at_level(logging.INFO, logger="curator.models.tango"), pytest.raises(CuratorError) as err:
+        T.load_tango(folder)
+    assert "UNet weights do not match its config" in str(err.value)
+    assert any("using the built-in Tango UNet config" in r.getMessage() and r.levelno == logging.INFO
+               for r in caplog.records)
+    # any other name outside the folder: a cwd-relative, escaping or absolute path is refused
+    for path in ("stray.json", "../cwd/stray.json", str(cwd / "stray.json")):
+        point_to(path)
+        with pytest.raises(CuratorError, match="is neither a file inside .* nor the official") as err:
+            T.load_tango(folder)
+        assert "\n" not in str(err.value)
+    # inside the folder (also in a subfolder, as the official repo lays it out) it is used, and said so
+    (folder / "configs").mkdir()
+    (folder / "configs" / "diffusion_model_config.json").write_text(tiny_unet)
+    point_to("configs/diffusion_model_config.json")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="curator.models.tango"):
+        loaded = T.load_tango(folder)
+    assert list(loaded.unet.config.block_out_channels) == json.loads(tiny_unet)["block_out_channels"]
+    assert any(f"UNet config from {folder / 'configs' / 'diffusion_model_config.json'}" in r.getMessage()
+               for r in caplog.records)
+
+
 def _broken(tiny_dir, tmp_path, edit):
     folder = tmp_path / "broken"
     shutil.copytree(tiny_dir, folder)

@@ -38,6 +38,7 @@ AudioLDM's HiFi-GAN 16 kHz/64 mels; scheduler: SD-2.1's).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -52,6 +53,8 @@ import torch
 
 from curator.errors import CuratorError
 from curator.fsutil import remove_stale_siblings, temp_sibling
+
+log = logging.getLogger(__name__)
 
 MAIN_CONFIG = "main_config.json"
 MAIN_WEIGHTS = "pytorch_model_main.bin"
@@ -761,17 +764,27 @@ def load_tango(path_or_hub_id: str | Path, *, device: str | torch.device = "cpu"
 
 
 def _unet_config(folder: Path, config_path: str | None) -> dict[str, Any]:
+    """The UNet config named by main_config's unet_model_config_path: that file inside the
+    checkpoint folder, else (for the official name) the built-in copy of declare-lab's
+    configs/diffusion_model_config.json. Never a file outside the folder (the current directory,
+    an absolute path): a stray file there would silently change the model. The log line says which."""
+    where = folder / MAIN_CONFIG
     if config_path:
-        for candidate in (folder / config_path, Path(config_path)):
-            if candidate.is_file():
-                cfg = _read_json(candidate)
-                if not isinstance(cfg, dict):
-                    raise CuratorError(f"{candidate}: expected a JSON object")
-                return cfg
+        # a lexical check (no symlink resolution): a hub snapshot's files are links into its blob store
+        root = Path(os.path.normpath(folder.absolute()))
+        candidate = Path(os.path.normpath(root / config_path))
+        if root in candidate.parents and candidate.is_file():
+            cfg = _read_json(candidate)
+            if not isinstance(cfg, dict):
+                raise CuratorError(f"{candidate}: expected a JSON object")
+            log.info("%s: UNet config from %s", folder, candidate)
+            return cfg
         if Path(config_path).name == "diffusion_model_config.json":
+            log.info("%s: unet_model_config_path %r is not in the checkpoint folder; using the built-in Tango UNet "
+                        "config (declare-lab/tango configs/diffusion_model_config.json)", folder, config_path)
             return dict(TANGO_UNET_CONFIG)  # the official repo's file, shipped with the code
-    raise CuratorError(f"{folder / MAIN_CONFIG}: unet_model_config_path {config_path!r} is neither in the folder nor "
-                       "the official configs/diffusion_model_config.json")
+    raise CuratorError(f"{where}: unet_model_config_path {config_path!r} is neither a file inside {folder} nor the "
+                       "official configs/diffusion_model_config.json")
 
 
 def _load_scheduler(folder: Path, scheduler_name: str):

@@ -3,7 +3,10 @@
 score(text, clip) = cosine of the L2-normalised text and audio embeddings (PAPER.md §4.1.2).
 Audio is embedded in batches; each distinct text is embedded once per scorer and kept (the text
 embedding cache), so the 4 clips of a Strategy 1 caption or the 2 of a Strategy 2/3 instance cost
-one text pass. Waveforms arrive at 48 kHz (`CLAP_SAMPLE_RATE`; the runner resamples).
+one text pass. Waveforms arrive at 48 kHz (`CLAP_SAMPLE_RATE`; the runner resamples with soxr as
+laion-clap's `librosa.load` does), are rounded to 16-bit as laion-clap rounds them, and become
+log-mel features with laion's settings, which the scorer checks against the feature extractor
+(curator.scoring.features).
 
 Checkpoints (`load_clap`):
 - a laion-clap `.pt` (the paper's 630k-audioset-best.pt / 630k-best.pt): weights mapped onto
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 
 from curator.audio import CLAP_SAMPLE_RATE
 from curator.errors import CuratorError
-from curator.scoring.features import ClapFeaturizer
+from curator.scoring.features import ClapFeaturizer, check_laion_features, quantize_int16
 from curator.scoring.laion import file_sha256, load_laion_clap
 
 DEFAULT_PROCESSOR_SOURCE = "laion/clap-htsat-unfused"  # tokenizer + feature extractor of the laion .pt files
@@ -41,10 +44,9 @@ class ClapScorer:
                  file_hash: str | None = None, device: str = "cpu", batch_size: int = 16):
         if batch_size < 1:
             raise CuratorError(f"batch size must be at least 1, got {batch_size}")
-        if int(feature_extractor.sampling_rate) != CLAP_SAMPLE_RATE:
-            raise CuratorError(f"CLAP feature extractor of {checkpoint} expects {feature_extractor.sampling_rate} Hz, "
-                               f"not {CLAP_SAMPLE_RATE} Hz")
         audio = model.config.audio_config
+        fused = bool(audio.enable_fusion)
+        check_laion_features(feature_extractor, fused=fused, checkpoint=checkpoint)
         if int(feature_extractor.feature_size) != audio.num_mel_bins:
             raise CuratorError(f"CLAP feature extractor makes {feature_extractor.feature_size} mel bins, the audio encoder "
                                f"of {checkpoint} takes {audio.num_mel_bins}: use the matching --tokenizer source")
@@ -59,8 +61,7 @@ class ClapScorer:
         self.batch_size = batch_size
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.featurizer = ClapFeaturizer(feature_extractor, fused=bool(model.config.audio_config.enable_fusion),
-                                         device=self.device)
+        self.featurizer = ClapFeaturizer(feature_extractor, fused=fused, device=self.device)
         self._text_cache: dict[str, torch.Tensor] = {}
         self.text_passes = 0  # texts actually run through the text encoder
         self.audio_passes = 0  # clips actually run through the audio encoder
@@ -84,6 +85,11 @@ class ClapScorer:
             return torch.empty(0, self.model.config.projection_dim, device=self.device)
         return torch.stack([self._text_cache[t] for t in texts])
 
+    def features(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """laion-clap's audio input for 48 kHz waveforms: rounded to 16-bit as its `hook.py` does,
+        then the log-mel features (curator.scoring.features)."""
+        return self.featurizer([quantize_int16(w) for w in waves])
+
     @torch.no_grad()
     def audio_embeddings(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
         """(N, D) normalised audio embeddings of 48 kHz mono waveforms, in batches."""
@@ -93,7 +99,7 @@ class ClapScorer:
             for w in chunk:
                 if w.ndim != 1 or w.shape[0] == 0:
                     raise CuratorError(f"CLAP scorer {self.name} needs non-empty mono waveforms, got shape {w.shape}")
-            features, is_longer = self.featurizer(chunk)  # (b, 1|4, frames, mels)
+            features, is_longer = self.features(chunk)  # (b, 1|4, frames, mels)
             pooled = self.model.audio_model(input_features=features, is_longer=is_longer).pooler_output
             out.append(F.normalize(self.model.audio_projection(pooled), dim=-1))
             self.audio_passes += len(chunk)

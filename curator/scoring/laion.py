@@ -3,8 +3,11 @@
 The paper filters pairs with laion-clap's 630k-audioset-best.pt (model 1) and 630k-best.pt
 (model 2) (PAPER.md §4.1.2): HTSAT-tiny audio encoder, roberta-base text encoder, unfused. Those
 files hold the state dict of laion's `CLAP` module (LAION-AI/CLAP, clap_module/model.py and
-htsat.py), usually wrapped as ``{"state_dict": {"module.<key>": tensor}, "epoch": ...}`` by their
-DDP trainer. This module maps laion's names onto `ClapModel`'s and back:
+htsat.py), wrapped by their DDP trainer as ``{"epoch", "name", "state_dict": {"module.<key>":
+tensor}, "optimizer"}``; the optimizer's learning rate is a numpy float64 (its cosine schedule), so
+the file is read with `torch.load(weights_only=True)` allowing exactly the numpy scalar globals
+(`read_laion_state_dict`); the optimizer is ignored. This module maps laion's names onto
+`ClapModel`'s and back:
 
 ====================================================  =================================================
 laion (`CLAP`)                                         transformers (`ClapModel`)
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
 import re
 from pathlib import Path
 from typing import Mapping
@@ -95,13 +99,73 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _numpy_safe_globals() -> list:
+    """The numpy globals a laion trainer checkpoint holds besides tensors, for `weights_only` loading.
+
+    laion's cosine LR schedule computes the learning rate with numpy and writes it into the
+    optimizer's param groups, so the pickle holds numpy scalars: `numpy.core.multiarray.scalar`
+    (`numpy._core…` when saved with numpy 2), `numpy.dtype` and the dtype's class. Only these,
+    for plain numeric dtypes, are allowed; anything else stays refused."""
+    import numpy as np
+
+    core = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed numpy.core
+    scalar = core.multiarray.scalar
+    dtypes = [type(np.dtype(name)) for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
+                                               "uint8", "bool")]
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtypes]
+
+
+def _unsafe_reason(exc: BaseException, path: Path) -> str:
+    """Why `weights_only` refused PATH, in one line: the globals it holds that are not allowed."""
+    try:
+        allowed = {item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
+                   for item in _numpy_safe_globals()}
+        unsafe = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in allowed]
+    except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be inspected this way
+        unsafe = []
+    built = re.search(r"but got <class '([^']+)'>", str(exc))  # "Can only build …": an object of a refused type
+    if built and not unsafe:
+        unsafe = [built.group(1)]
+    if unsafe:
+        return f"it holds {', '.join(unsafe[:5])}{' …' if len(unsafe) > 5 else ''}"
+    return _unpickler_detail(exc)
+
+
+# what torch's weights_only unpickler says when it meets an object it does not allow
+_REFUSED_MARKERS = ("Unsupported global", "Can only build")
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    """The line of a weights_only UnpicklingError that says what went wrong (torch wraps it in advice)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            detail = line.split("WeightsUnpickler error:", 1)[1].strip()
+            if not detail and i + 1 < len(lines):
+                detail = lines[i + 1]
+            return detail.split(". Please use")[0]
+    return lines[0] if lines else type(exc).__name__
+
+
 def read_laion_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict inside a laion `.pt`: unwraps {"state_dict": ...} and strips "module."."""
+    """The state dict inside a laion `.pt`: unwraps {"state_dict": ...} and strips "module.".
+
+    Read with `torch.load(weights_only=True)`, allowing only the numpy scalars laion's trainer
+    writes into the optimizer state (`_numpy_safe_globals`); the optimizer, epoch and run name
+    are ignored. A file that needs any other Python object is refused, never unpickled."""
     path = Path(path)
     if not path.is_file():
         raise CuratorError(f"CLAP checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not any(marker in str(exc) for marker in _REFUSED_MARKERS):  # corrupt, or not a pickle at all
+            raise CuratorError(f"CLAP checkpoint {path} is not a readable torch checkpoint (corrupt, or not written by "
+                               f"torch.save): {_unpickler_detail(exc)}") from None
+        raise CuratorError(f"CLAP checkpoint {path} cannot be read safely: {_unsafe_reason(exc, path)}, which "
+                           "torch.load(weights_only=True) does not allow, and unpickling it with weights_only=False "
+                           "could run code from the file; re-save its state_dict from a trusted copy") from None
     except Exception as exc:  # noqa: BLE001 - pickle/zip errors of every kind
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CuratorError(f"CLAP checkpoint {path} is not a readable torch checkpoint: {first}") from None
@@ -361,8 +425,29 @@ def laion_extras(model) -> dict[str, torch.Tensor]:
     return extras
 
 
-def save_laion_checkpoint(model, path: str | Path, *, epoch: int = 1) -> Path:
-    """Write a `ClapModel` as laion's DDP trainer does: {"epoch", "state_dict": {"module.<laion key>"}}.
+def laion_optimizer_state(model, *, step: int = 10, total_steps: int = 100, base_lr: float = 1e-4) -> dict:
+    """An AdamW state dict shaped like the one laion's trainer saves: two param groups (gains and
+    biases without weight decay, the rest with it), Adam moments for every parameter, and the
+    learning rate its cosine schedule assigns — a numpy float64 (0.5·(1 + np.cos(π·e/es))·lr)."""
+    import numpy as np
+
+    named = [(n, p.detach().clone().requires_grad_(True)) for n, p in model.named_parameters()]
+    no_decay = [p for n, p in named if p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n]
+    decay = [p for n, p in named if not any(p is q for q in no_decay)]
+    optimizer = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.2}],
+                                  lr=base_lr, betas=(0.9, 0.999), eps=1e-8)
+    for _, p in named:  # one step on copies, so the moments exist (the model's weights are untouched)
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    lr = 0.5 * (1 + np.cos(np.pi * step / total_steps)) * base_lr
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return optimizer.state_dict()
+
+
+def save_laion_checkpoint(model, path: str | Path, *, epoch: int = 1, name: str = "tiny-630k") -> Path:
+    """Write a `ClapModel` as laion's DDP trainer does: {"epoch", "name", "state_dict":
+    {"module.<laion key>": tensor}, "optimizer": AdamW state with a numpy float64 learning rate}.
 
     Atomic (temporary file, then rename). Used to build tiny checkpoints in the real format."""
     from curator.models.tango import atomic_torch_save
@@ -370,6 +455,7 @@ def save_laion_checkpoint(model, path: str | Path, *, epoch: int = 1) -> Path:
     path = Path(path)
     state = hf_to_laion({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     state.update(laion_extras(model))
-    payload = {"epoch": epoch, "state_dict": {f"module.{k}": v for k, v in state.items()}}
+    payload = {"epoch": epoch, "name": name, "state_dict": {f"module.{k}": v for k, v in state.items()},
+               "optimizer": laion_optimizer_state(model)}
     atomic_torch_save(payload, path)
     return path

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from test_ui_app import free_port, running_app
-from test_ui_browser import ARGS, CHROMIUM, login
+from test_ui_browser import CHROMIUM, browser, login  # noqa: F401 - browser is the shared fixture
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,16 +18,6 @@ pytestmark = [
 ]
 
 LOADED = "(sel) => [...document.querySelectorAll(sel)].length === 2 && [...document.querySelectorAll(sel)].every(i => i.complete && i.naturalWidth === 640)"
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def test_the_spectrogram_shows_under_each_player_and_can_be_hidden(sqlite_store_url, audio_store, browser):

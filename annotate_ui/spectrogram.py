@@ -1,8 +1,8 @@
 """Spectrogram images under the players, so a rater can check the order of events at a glance.
 
 * `spectrogram_png`: a log-mel spectrogram (librosa: 64 mel bands up to 8 kHz, 25 ms windows,
-  10 ms hop, dB relative to the clip's peak with an 80 dB floor) drawn as a WIDTH × HEIGHT PNG
-  (magma colours, low frequencies at the bottom, time left to right over the whole clip).
+  10 ms hop, dB relative to the clip's peak with an 80 dB floor) drawn as a WIDTH × HEIGHT
+  palette PNG (magma colours, low frequencies at the bottom, time left to right over the clip).
 * `cached_png`: computed once per clip and kept in the audio store beside the clip
   (`ab/<sha>.wav` → `ab/<sha>.spec-v1.png`, written to a temporary file and renamed). The name
   follows the clip's own content address, so the cache never goes stale; `v1` changes with the
@@ -34,10 +34,17 @@ MAX_JUNK = 512  # bytes of random padding at most
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def spectrogram_image(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-    """HEIGHT × WIDTH × 3 uint8 RGB of the log-mel spectrogram of mono WAVE."""
-    import librosa
+def _palette() -> np.ndarray:
+    """256 × 3 uint8: the magma colour map, dark (quiet) to bright (loud)."""
     from matplotlib import colormaps
+
+    return (colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def spectrogram_levels(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """HEIGHT × WIDTH uint8 levels (0 = TOP_DB below the peak or quieter, 255 = the peak) of the
+    log-mel spectrogram of mono WAVE, low frequencies at the bottom."""
+    import librosa
     from PIL import Image
 
     wave = np.asarray(wave, dtype=np.float32)
@@ -48,16 +55,23 @@ def spectrogram_image(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     db = librosa.power_to_db(mel, ref=np.max, top_db=TOP_DB) if mel.max() > 0 else np.full_like(mel, -TOP_DB)
     level = np.clip((db + TOP_DB) / TOP_DB, 0.0, 1.0)[::-1]  # low frequencies at the bottom
     grey = Image.fromarray((level * 255).astype(np.uint8), mode="L").resize((WIDTH, HEIGHT), Image.BILINEAR)
-    rgb = colormaps["magma"](np.asarray(grey, dtype=np.float64) / 255.0)[..., :3]
-    return (rgb * 255).round().astype(np.uint8)
+    return np.asarray(grey, dtype=np.uint8)
+
+
+def spectrogram_image(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """HEIGHT × WIDTH × 3 uint8 RGB of the spectrogram, as the PNG shows it."""
+    return _palette()[spectrogram_levels(wave, sample_rate)]
 
 
 def spectrogram_png(wave: np.ndarray, sample_rate: int) -> bytes:
-    """The spectrogram of WAVE as PNG bytes."""
+    """The spectrogram of WAVE as a palette PNG (one byte per pixel; the palette is the colour map),
+    a few times smaller and faster to encode than RGB."""
     from PIL import Image
 
+    image = Image.fromarray(spectrogram_levels(wave, sample_rate), mode="L").convert("P")
+    image.putpalette(_palette().ravel().tolist())
     buf = io.BytesIO()
-    Image.fromarray(spectrogram_image(wave, sample_rate), mode="RGB").save(buf, format="PNG", optimize=False)
+    image.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 
@@ -102,4 +116,4 @@ def blind_png(png: bytes, token: str) -> tuple[bytes, str]:
     return png[:-12] + _chunk(b"juNk", junk) + png[-12:], "image/png"
 
 
-__all__ = ["WIDTH", "HEIGHT", "spectrogram_image", "spectrogram_png", "cache_path", "cached_png", "blind_png"]
+__all__ = ["WIDTH", "HEIGHT", "spectrogram_levels", "spectrogram_image", "spectrogram_png", "cache_path", "cached_png", "blind_png"]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean reproduce reproduce-smoke
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,5 +26,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
+# The miniature Tango 2 (experiments/miniature_tango2.py): pretrain → curation with the learned
+# model → base / SFT / DPO arms → trainer compare. Resumable: rerun to continue.
+reproduce: $(STAMP)
+	$(BIN)/python experiments/miniature_tango2.py --out runs/miniature_tango2
+
+reproduce-smoke: $(STAMP)
+	$(BIN)/python experiments/miniature_tango2.py --out runs/miniature_tango2_smoke --smoke
+
 clean:
-	rm -rf $(VENV) demo.db demo_audio
+	rm -rf $(VENV) demo.db demo_audio runs

@@ -98,6 +98,92 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
                + (f" ({summary})" if summary else ""))
 
 
+@app.command("pretrain")
+@user_errors
+def pretrain_cmd(
+    data: Optional[str] = typer.Option(None, "--data", help="world (miniature-world renders) | an export folder/.parquet | a folder of metadata.jsonl/.csv (file_name, caption) rows."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run folder; the finished model (Tango layout) is written to DIR itself."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A .json or .toml file of pretrain config keys."),
+    set_: List[str] = typer.Option([], "--set", help="key=value config override (repeatable)."),
+    size: str = typer.Option("default", "--size", help="default (two CPU cores) | large (a GPU) | smoke (seconds): the base values --config and --set change."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train a Tango-shaped text-to-audio model from scratch: frozen T5, mel VAE, HiFi-GAN, v-prediction UNet (resumable: rerun to continue)."""
+    from trainer.pretrain import run_pretrain
+    from trainer.pretrain_config import large_config, load_pretrain_config, smoke_config
+
+    bases = {"default": {}, "large": large_config(), "smoke": smoke_config()}
+    if size not in bases:
+        raise CuratorError(f"--size {size!r}: expected one of {', '.join(bases)}")
+    cfg = load_pretrain_config(config, set_, base=bases[size], data=data, out=out)
+    result = run_pretrain(cfg, progress=not quiet, echo=typer.echo)
+    if result.already_done:
+        typer.echo(f"{result.out_dir} is already pretrained ({result.steps} steps); nothing to do")
+        return
+    final = result.summary.get("final", {}).get("unet", {})
+    typer.echo(f"pretrained {result.steps} steps on {result.n_examples} clips → {result.out_dir}"
+               + (f" (loss {final['loss']:.4g})" if "loss" in final else ""))
+
+
+@app.command("compare")
+@user_errors
+def compare_cmd(
+    checkpoint: List[str] = typer.Option(..., "--checkpoint", help="NAME=DIR (repeatable; the first is the baseline of the paired differences)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Held-out prompts, one per line."),
+    db: Optional[str] = DbOption,
+    split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),
+    scorer: List[str] = typer.Option([], "--scorer", help="[NAME=]SPEC: world-judge-a|b, a laion .pt, an HF CLAP id (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json, table.md, figure.png and the clips."),
+    steps: int = typer.Option(200, "--steps", help="Denoising steps (PAPER.md §5.3: 200)."),
+    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (PAPER.md §3.1: 3)."),
+    duration: float = typer.Option(10.24, "--duration", help="Seconds per clip."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds per prompt (0..N-1), the same for every checkpoint."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N prompts (0 = all)."),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    listening: Optional[str] = typer.Option(None, "--listening", help="Create a listening session of this name over the checkpoints' clip sets (needs --db)."),
+    audio_root: AudioRootOpt = None,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Same prompts and seeds for every checkpoint: scores, temporal metrics, FAD, mean ± 95 % CI, paired differences, splits."""
+    from trainer.compare import CompareSettings, compare, parse_checkpoint_spec
+    from trainer.evaluate import read_prompts
+
+    if seeds < 1:
+        raise CuratorError(f"--seeds must be >= 1, got {seeds}")
+    settings = CompareSettings(steps=steps, guidance=guidance, duration_s=duration, seeds=tuple(range(seeds)),
+                               batch_size=batch_size, limit=limit)
+    specs = [parse_checkpoint_spec(c) for c in checkpoint]
+    texts = read_prompts(prompts) if prompts else None
+    warn = lambda line: typer.echo(line, err=True)  # noqa: E731
+    if db:
+        from curator.audio import audio_store_for
+        from db.session import open_store
+
+        with open_store(db)() as session:
+            result = compare(specs, scorer, settings, prompts=texts, out_dir=out, session=session,
+                             audio_store=audio_store_for(db, audio_root), split=split, listening=listening,
+                             progress=not quiet, warn=warn)
+    else:
+        result = compare(specs, scorer, settings, prompts=texts, out_dir=out, listening=listening,
+                         progress=not quiet, warn=warn)
+    typer.echo(_compare_summary(result))
+
+
+def _compare_summary(result) -> str:
+    res = result.results
+    blk = res["all"]["metrics"]
+    lines = [f"{len(res['checkpoints'])} checkpoints × {res['n_prompts']} prompts × {len(res['settings']['seeds'])} seeds "
+             f"→ {result.out_dir / 'results.json'}, table.md, figure.png"]
+    for name in res["checkpoints"]:
+        cells = [f"{m} {blk[name][m]['mean']:.4f}" for m in res["metrics"] if m in blk.get(name, {})]
+        lines.append(f"  {name}: " + ", ".join(cells))
+    if result.clip_sets:
+        lines.append("  clip sets: " + ", ".join(result.clip_sets.values()))
+    if result.listening:
+        lines.append(f"  listening session: {result.listening}")
+    return "\n".join(lines)
+
+
 @app.command("eval")
 @user_errors
 def eval_cmd(

@@ -50,10 +50,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
 
-from annotate_ui import audit, tuning
+from annotate_ui import audit, charts, tuning
 from annotate_ui import listening as listening_logic
 from annotate_ui.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
 from annotate_ui.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
+from annotate_ui.runs_tab import build_runs_tab
+from annotate_ui.spectrogram import blind_png, cached_png
 from curator.audio import AudioStore
 from curator.errors import CuratorError
 from curator.filter import DEFAULT_PRESET, get_preset, list_presets, save_preset, thresholds_of
@@ -99,9 +101,10 @@ class UIContext:
         if not self.lease_s > 0:
             raise CuratorError(f"assignment lease {self.lease_s!r} s must be positive")
 
-    def media_url(self, user: AuthUser, kind: str, ref: tuple) -> str:
-        """A fresh opaque URL for one clip shown to USER (see annotate_ui/media.py)."""
-        return f"{MEDIA_ROUTE}/{self.media.issue(user.id, kind, ref)}"
+    def media_url(self, user: AuthUser, kind: str, ref: tuple, what: str = "audio") -> str:
+        """A fresh opaque URL for one clip (WHAT "audio") or its spectrogram image (WHAT
+        "spectrogram") shown to USER (see annotate_ui/media.py)."""
+        return f"{MEDIA_ROUTE}/{self.media.issue(user.id, kind, ref, what)}"
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -206,7 +209,23 @@ CSS = """
 #audit-players .player { flex: 1 1 20em; }
 #audit-players .side { font-weight: bold; }
 #audit-players audio, #listen-audio audio { width: 100%; }
+img.spectrogram { display: block; width: 100%; max-width: 640px; height: auto; image-rendering: auto;
+                  border-radius: 4px; margin-top: .3em; }
+html.hide-spectrograms img.spectrogram { display: none !important; }
 """
+
+# "Show spectrograms": applied on the page only (a class on <html>), remembered in localStorage
+SPECTROGRAM_TOGGLE_JS = """(show) => {
+  document.documentElement.classList.toggle("hide-spectrograms", !show);
+  try { localStorage.setItem("show-spectrograms", show ? "1" : "0"); } catch (e) {}
+  return show;
+}"""
+SPECTROGRAM_RESTORE_JS = """() => {
+  let show = true;
+  try { show = localStorage.getItem("show-spectrograms") !== "0"; } catch (e) {}
+  document.documentElement.classList.toggle("hide-spectrograms", !show);
+  return show;
+}"""
 
 INSTRUCTIONS = (
     "Listen to **A** and **B** (keys **a** / **b**), then judge which clip matches the caption better: "
@@ -223,6 +242,12 @@ def audio_tag(url: str) -> str:
     return f'<audio controls preload="auto" src="{html.escape(url)}"></audio>'
 
 
+def spectrogram_tag(url: str, label: str) -> str:
+    """The clip's spectrogram under its player (hidden by the page's "Show spectrograms" box)."""
+    return (f'<img class="spectrogram" loading="lazy" src="{html.escape(url)}" '
+            f'alt="spectrogram of {html.escape(label)}" width="640" height="128">')
+
+
 def _players_html(ctx: UIContext, user: AuthUser, assignment_id: int | None, problems: dict[str, str]) -> str:
     """The two players: <audio> elements whose URLs are opaque tokens of this assignment's sides (blind)."""
     if assignment_id is None:
@@ -233,7 +258,9 @@ def _players_html(ctx: UIContext, user: AuthUser, assignment_id: int | None, pro
         if side in problems:
             inner = f"<em>{html.escape(problems[side])}</em>"
         else:
-            inner = audio_tag(ctx.media_url(user, "audit", (int(assignment_id), side)))
+            ref = (int(assignment_id), side)
+            inner = (audio_tag(ctx.media_url(user, "audit", ref))
+                     + spectrogram_tag(ctx.media_url(user, "audit", ref, "spectrogram"), f"clip {label}"))
         parts.append(f'<div id="audio-{side}" class="player"><div class="side">{label}</div>{inner}</div>')
     return f"<div class='players'>{''.join(parts)}</div>"
 
@@ -296,7 +323,10 @@ def media_bytes(ctx: UIContext, s: Session, user: AuthUser, token: str) -> tuple
         path = listening_logic.item_audio_path(s, ctx.audio_store, grant.ref[0], user.id, grant.ref[1])
     cached = ctx.copies.get(token)
     if cached is None:
-        cached = blind_copy(path.read_bytes(), token)
+        if grant.what == "spectrogram":
+            cached = blind_png(cached_png(path), token)
+        else:
+            cached = blind_copy(path.read_bytes(), token)
         ctx.copies.put(token, cached)
     return cached
 
@@ -462,6 +492,8 @@ def build_app(ctx: UIContext) -> gr.Blocks:
     with gr.Blocks(title="Audio-alpaca rater") as demo:
         with gr.Row():
             who = gr.Markdown(elem_id="who")
+            show_spec = gr.Checkbox(value=True, label="Show spectrograms", scale=0, min_width=180,
+                                    elem_id="show-spectrograms")
             gr.Button("Log out", link="/logout", size="sm", scale=0, elem_id="logout")
         with gr.Tabs():
             with gr.Tab("Pair audit", id="audit"):
@@ -483,6 +515,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             if build_listening_tab is not None:
                 with gr.Tab("Listening sessions", id="listening"):
                     build_listening_tab(ctx)
+            build_runs_tab(ctx)
 
         audit_out = [assignment, caption, players, progress_md, message, note]
 
@@ -537,6 +570,10 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             return (f"Signed in as **{html.escape(user.name)}** ({user.role})", gr.Tab(visible=user.is_admin), *pair)
 
         demo.load(on_load, outputs=[who, tuning_tab, *audit_out], api_name="load")
+        # the spectrogram switch runs in the browser only (no server round trip)
+        show_spec.change(None, inputs=[show_spec], outputs=[show_spec], js=SPECTROGRAM_TOGGLE_JS, queue=False,
+                         show_progress="hidden")
+        demo.load(None, outputs=[show_spec], js=SPECTROGRAM_RESTORE_JS)
         # The audit events skip Gradio's queue (queue=False): the page POSTs to /gradio_api/run/NAME and
         # gets the outputs in the reply, one round trip instead of a queue join plus an event stream.
         # They are short database calls (no GPU, nothing to wait in line for); API clients that join
@@ -588,16 +625,17 @@ def _build_tuning(ctx: UIContext) -> dict:
     parts["sliders"] = sliders
     parts["total"] = gr.Markdown(elem_id="tuning-total")
     parts["precision"] = gr.Markdown(elem_id="tuning-precision")
-    parts["counts"] = gr.Dataframe(label="Kept pairs per strategy (Table 2)", interactive=False, elem_id="tuning-counts")
+    parts["counts"] = gr.Dataframe(charts.no_data(), label="Kept pairs per strategy (Table 2)", interactive=False,
+                                   elem_id="tuning-counts")
     plots = {}
     with gr.Row():
         for key in HIST_KEYS[:2]:
             plots[key] = gr.BarPlot(x="score", y="pairs", color="set", label=f"α (winner score), model {key[-1]}",
-                                    color_map={"kept": "#2b8a3e", "dropped": "#c92a2a"}, elem_id=f"hist-{key}")
+                                    color_map=charts.HISTOGRAM_COLOURS, elem_id=f"hist-{key}")
     with gr.Row():
         for key in HIST_KEYS[2:]:
             plots[key] = gr.BarPlot(x="score", y="pairs", color="set", label=f"Δ (winner − loser), model {key[-1]}",
-                                    color_map={"kept": "#2b8a3e", "dropped": "#c92a2a"}, elem_id=f"hist-{key}")
+                                    color_map=charts.HISTOGRAM_COLOURS, elem_id=f"hist-{key}")
     parts["plots"] = plots
     with gr.Row():
         parts["save_name"] = gr.Textbox(label="Save these thresholds as preset", elem_id="tuning-save-name")
@@ -634,7 +672,8 @@ def _wire_tuning(ctx: UIContext, demo: gr.Blocks, p: dict) -> None:
                  f"(models: {html.escape(data.table.model_names[0])} = 1, {html.escape(data.table.model_names[1])} = 2"
                  + (f"; {data.table.n_unscored} pairs without both scores left out" if data.table.n_unscored else "") + ")")
         prec = (v.kept_precision.describe("Kept pairs") + "  \n" + v.dropped_precision.describe("Dropped pairs"))
-        return (total, prec, v.counts_frame(), *[v.histogram_frame(k) for k in HIST_KEYS])
+        return (total, prec, v.counts_frame(),
+                *[charts.with_threshold_lines(v.histogram_frame(k), charts.histogram_lines(k, th)) for k in HIST_KEYS])
 
     def on_refresh(preset_name, a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi, request: gr.Request):
         ctx.admin(request)

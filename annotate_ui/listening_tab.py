@@ -15,8 +15,8 @@ import tempfile
 from typing import Any, Optional
 
 import gradio as gr
-import pandas as pd
 
+from annotate_ui import charts
 from annotate_ui import listening as L
 from annotate_ui.stats import MeanCI
 from curator.errors import CuratorError
@@ -91,9 +91,14 @@ LISTENING_KEYBOARD_JS = """
 """
 
 
-def audio_player(url: str) -> str:
-    """The clip's player: an <audio> element on the opaque media URL (the page keys play it)."""
-    return f'<div class="listen-player"><audio controls preload="auto" src="{html.escape(url)}"></audio></div>'
+def audio_player(url: str, spectrogram_url: Optional[str] = None) -> str:
+    """The clip's player: an <audio> element on the opaque media URL (the page keys play it), and
+    the clip's spectrogram under it (its own opaque URL)."""
+    image = ""
+    if spectrogram_url is not None:
+        image = (f'<img class="spectrogram" loading="lazy" src="{html.escape(spectrogram_url)}" '
+                 'alt="spectrogram of the clip" width="640" height="128">')
+    return f'<div class="listen-player"><audio controls preload="auto" src="{html.escape(url)}"></audio>{image}</div>'
 
 
 def prompt_html(text: Optional[str]) -> str:
@@ -113,12 +118,13 @@ def parse_score(value: Any, what: str) -> Any:
     return value
 
 
-def _ci(ci: MeanCI) -> str:
-    if ci.mean is None:
+def _ci(ci: Optional[MeanCI]) -> str:
+    """`mean [low, high]` (bootstrap intervals need not be symmetric)."""
+    if ci is None or ci.mean is None:
         return "—"
     if ci.half_width is None:
         return f"{ci.mean:.2f}"
-    return f"{ci.mean:.2f} ± {ci.half_width:.2f}"
+    return f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
 
 
 def _num(x: Optional[float]) -> str:
@@ -168,7 +174,9 @@ class ListeningHandlers:
         if problem is None:
             # an opaque per-item token, never Gradio's file cache (which names a file by its sha256, so
             # a gold item would share its URL with the real item whose clip it reuses)
-            audio = audio_player(self.ctx.media_url(user, "listen", (session_id, q.item_id)))
+            ref = (session_id, q.item_id)
+            audio = audio_player(self.ctx.media_url(user, "listen", ref),
+                                 self.ctx.media_url(user, "listen", ref, "spectrogram"))
         msg = " ".join(x for x in (message, problem and f"⚠ {problem}") if x)
         return ({"session_id": session_id, "item_id": q.item_id},
                 f"Clip **{q.done + 1}** of {q.total} · remaining **{q.total - q.done}**",
@@ -236,7 +244,7 @@ class ListeningHandlers:
             return gr.update(visible=False), gr.update(), gr.update(), gr.update()
         with self.ctx.errors(), self.ctx.session() as s:
             sets, sessions = L.list_clip_sets(s), L.list_sessions(s)
-        return (gr.update(visible=True), pd.DataFrame(sets, columns=["id", "name", "generator", "checkpoint_id", "n_clips", "created_at"]),
+        return (gr.update(visible=True), charts.frame(sets, ["id", "name", "generator", "checkpoint_id", "n_clips", "created_at"]),
                 gr.Dropdown(choices=[r["name"] for r in sets], value=None),
                 gr.Dropdown(choices=[(r["name"], r["id"]) for r in sessions], value=None))
 
@@ -291,22 +299,29 @@ class ListeningHandlers:
             f"**{html.escape(res.session_name)}**: {res.n_prompts} prompts × {len(res.systems)} systems = "
             f"{res.n_items} clips, {res.n_gold_items} gold items; {res.n_items_covered} clips have ≥ "
             f"{res.min_raters} ratings from kept raters.",
-            f"Krippendorff's α (ordinal): OVL **{_num(res.alpha_ovl)}**, REL **{_num(res.alpha_rel)}**.",
+            f"Krippendorff's α (ordinal): OVL **{_ci(res.alpha_ovl_ci)}**, REL **{_ci(res.alpha_rel_ci)}** "
+            "(95 % CI: bootstrap over clips).",
+            f"Intervals: {html.escape(res.ci_method)}.",
             f"Gold rule: {html.escape(res.gold_rule)} Excluded: "
             + (", ".join(html.escape(n) for n in res.excluded_raters) or "nobody") + ".",
             *[f"⚠ {html.escape(w)}" for w in res.warnings],
         ]
-        systems = pd.DataFrame([{
+        systems = charts.frame([{
             "system": x.name, "generator": x.generator, "checkpoint": x.checkpoint_id, "clips": x.n_clips,
-            "ratings": x.n_ratings, "OVL (mean ± 95% CI)": _ci(x.ovl), "REL (mean ± 95% CI)": _ci(x.rel)}
-            for x in res.systems])
-        raters = pd.DataFrame([{
+            "ratings": x.n_ratings, "OVL mean [95% CI]": _ci(x.ovl), "REL mean [95% CI]": _ci(x.rel)}
+            for x in res.systems if x.n_ratings])
+        differences = charts.frame([{
+            "systems": f"{d.system_a} − {d.system_b}", "prompts": d.n_prompts,
+            "OVL difference [95% CI]": _ci(d.ovl), "REL difference [95% CI]": _ci(d.rel)}
+            for d in res.differences if d.n_prompts])
+        raters = charts.frame([{
             "rater": r.name, "rated": r.n_rated, "skipped": r.n_skipped, "of": r.n_assigned,
-            "mean OVL": _num(r.mean_ovl), "mean REL": _num(r.mean_rel), "gold rated": r.n_gold,
+            "mean OVL": _num(r.mean_ovl), "mean REL": _num(r.mean_rel), "agreement OVL (r)": _num(r.agreement_ovl),
+            "agreement REL (r)": _num(r.agreement_rel), "gold rated": r.n_gold,
             "gold mean REL": _num(r.gold_mean_rel), "excluded": "yes" if r.excluded else ("" if r.screened else "unscreened")}
-            for r in res.raters], columns=["rater", "rated", "skipped", "of", "mean OVL", "mean REL", "gold rated",
-                                          "gold mean REL", "excluded"])
-        return "  \n".join(summary), systems, raters
+            for r in res.raters])
+        return ("  \n".join(summary), systems, differences, raters, charts.systems_chart(res.systems),
+                charts.agreement_chart(res.raters))
 
     def export(self, session_id: Any, request: gr.Request):
         self.ctx.admin(request)
@@ -353,7 +368,7 @@ def build_listening_tab(ctx) -> ListeningHandlers:
             cs_strategy = gr.Textbox(value="eval", label="Strategy", elem_id="cs-strategy")
             cs_create = gr.Button("Create clip set", elem_id="cs-create")
         cs_msg = gr.Markdown(elem_id="cs-msg")
-        cs_table = gr.Dataframe(label="Clip sets (systems)", interactive=False, elem_id="cs-table")
+        cs_table = gr.Dataframe(charts.no_data(), label="Clip sets (systems)", interactive=False, elem_id="cs-table")
         with gr.Row():
             ls_name = gr.Textbox(label="New session name", elem_id="ls-name")
             ls_sets = gr.Dropdown(label="Systems (clip sets)", multiselect=True, choices=[], elem_id="ls-sets")
@@ -373,8 +388,13 @@ def build_listening_tab(ctx) -> ListeningHandlers:
             res_close = gr.Button("Close session", elem_id="res-close")
             res_open = gr.Button("Reopen session", elem_id="res-open")
         res_md = gr.Markdown(elem_id="res-summary")
-        res_systems = gr.Dataframe(label="Per system", interactive=False, elem_id="res-systems")
-        res_raters = gr.Dataframe(label="Per rater", interactive=False, elem_id="res-raters")
+        res_systems = gr.Dataframe(charts.no_data(), label="Per system", interactive=False, elem_id="res-systems")
+        res_diffs = gr.Dataframe(charts.no_data(), label="Paired differences (same prompts)", interactive=False,
+                                 elem_id="res-differences")
+        with gr.Row():
+            res_chart = gr.Plot(label="OVL and REL: mean and 95 % CI per system", elem_id="res-chart")
+            res_agree = gr.Plot(label="Per-rater agreement", elem_id="res-agreement")
+        res_raters = gr.Dataframe(charts.no_data(), label="Per rater", interactive=False, elem_id="res-raters")
         res_files = gr.File(label="Export", file_count="multiple", interactive=False, elem_id="res-files")
 
     refresh.click(h.session_choices, outputs=[session_dd], api_name="listen_sessions")
@@ -389,7 +409,8 @@ def build_listening_tab(ctx) -> ListeningHandlers:
                     outputs=[cs_msg, cs_table, ls_sets], api_name="listen_create_clip_set")
     ls_create.click(h.create_session, inputs=[ls_name, ls_sets, ls_n, ls_seed, ls_gold, ls_min, ls_thr, ls_split],
                     outputs=[ls_msg, res_dd], api_name="listen_create_session")
-    res_show.click(h.results, inputs=[res_dd], outputs=[res_md, res_systems, res_raters], api_name="listen_results")
+    res_show.click(h.results, inputs=[res_dd], outputs=[res_md, res_systems, res_diffs, res_raters, res_chart, res_agree],
+                   api_name="listen_results")
     res_export.click(h.export, inputs=[res_dd], outputs=[res_files], api_name="listen_export")
     res_close.click(h.close_session, inputs=[res_dd], outputs=[res_md], api_name="listen_close")
     res_open.click(h.reopen_session, inputs=[res_dd], outputs=[res_md], api_name="listen_reopen")

@@ -49,11 +49,13 @@ MAX_JUNK = 2048  # bytes of random padding at most
 @dataclass(frozen=True)
 class Grant:
     """What a token stands for: KIND "audit" with REF (assignment id, side), or "listen" with
-    REF (session id, item id); only USER_ID may use it."""
+    REF (session id, item id); WHAT is "audio" (the clip) or "spectrogram" (its image, see
+    annotate_ui/spectrogram.py); only USER_ID may use it."""
 
     user_id: int
     kind: str
     ref: tuple
+    what: str = "audio"
 
 
 class MediaTokens:
@@ -65,10 +67,10 @@ class MediaTokens:
         self._by_user: dict[int, deque[str]] = {}
         self._lock = threading.Lock()
 
-    def issue(self, user_id: int, kind: str, ref: tuple) -> str:
+    def issue(self, user_id: int, kind: str, ref: tuple, what: str = "audio") -> str:
         token = secrets.token_urlsafe(18)
         with self._lock:
-            self._grants[token] = Grant(int(user_id), kind, tuple(ref))
+            self._grants[token] = Grant(int(user_id), kind, tuple(ref), what)
             mine = self._by_user.setdefault(int(user_id), deque())
             mine.append(token)
             while len(mine) > self.per_user:

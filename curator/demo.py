@@ -3,8 +3,11 @@
 Steps (each a runner the real pipeline uses, so nothing is special-cased): migrate the store →
 write world captions → import → select T1 (KMeans) → Strategy 2 and 3 perturbations (world
 rules) → generate all four strategies (world generator) → score with both world judges →
-candidate pairs → the default preset. Every step is resumable, so a rerun on the same store
-adds nothing and reports the same counts; the counts depend only on the seed and N.
+candidate pairs → the default preset → work for the raters: the audit queue filled with the
+least certain pairs (DEMO_OVERLAP raters each) and a listening session comparing the world
+generator at 5 and at 100 denoising steps (Strategy 1.1's clips), so a rater who logs in can
+vote and rate at once. Every step is resumable, so a rerun on the same store adds nothing and
+reports the same counts; the counts depend only on the seed and N.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from curator.errors import CuratorError
 
 DEFAULT_CAPTIONS = 200
 PER_CLUSTER = 10
+DEMO_AUDIT_PAIRS = 50  # the least certain pairs queued for the raters
+DEMO_OVERLAP = 3  # raters per queued pair
+DEMO_LISTEN_STEPS = (5, 100)  # the two systems of the demo listening session (Strategy 1.1's extremes)
+DEMO_LISTEN_PROMPTS = 10
+DEMO_SESSION = "demo: world generator @ 5 vs 100 steps"
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,12 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
     if captions < 2:
         raise CuratorError(f"the demo needs at least 2 captions, got {captions}")
     duration = DEFAULT_DURATION_S if duration_s is None else duration_s
-    echo(f"1/8 migrating the store")
+    echo(f"1/10 migrating the store")
     upgrade(db_url)
     store = audio_store_for(db_url, audio_root)
     factory = open_store(db_url)
     with factory() as session:
-        echo(f"2/8 writing and importing {captions} world captions (seed {seed})")
+        echo(f"2/10 writing and importing {captions} world captions (seed {seed})")
         path = Path(store.root) / "demo" / f"world-captions-{captions}-seed{seed}.txt"
         atomic_write_bytes(path, ("\n".join(random_captions(captions, seed)) + "\n").encode("utf-8"))
         imported = import_captions(session, path, source="world-demo")
@@ -69,51 +77,104 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
 
         if session.scalar(select(func.count()).select_from(SelectionRun)) == 0:
             clusters, per = demo_selection_size(captions)
-            echo(f"3/8 selecting T1: {clusters} clusters × {per} captions")
+            echo(f"3/10 selecting T1: {clusters} clusters × {per} captions")
             select_captions(session, clusters=clusters, per_cluster=per, seed=seed, progress=progress)
             session.commit()
         else:
-            echo("3/8 T1 already selected")
+            echo("3/10 T1 already selected")
 
         perturber = make_perturber()
         for strategy in ("2", "3"):
-            echo(f"4/8 perturbing captions for Strategy {strategy} ({perturber.model})")
+            echo(f"4/10 perturbing captions for Strategy {strategy} ({perturber.model})")
             run_perturbations(session, perturber, strategy, concurrency=1, progress=progress)
             session.commit()
 
         generator = make_generator()
         for strategy in STRATEGIES:
-            echo(f"5/8 generating Strategy {strategy} clips (world generator, {duration:g} s)")
+            echo(f"5/10 generating Strategy {strategy} clips (world generator, {duration:g} s)")
             run_generation(session, store, generator, strategy, seed=seed, duration_s=duration, progress=progress)
             session.commit()
 
-        echo(f"6/8 scoring every clip with {', '.join(JUDGE_NAMES)}")
+        echo(f"6/10 scoring every clip with {', '.join(JUDGE_NAMES)}")
         run_scoring(session, store, [make_judge(n) for n in JUDGE_NAMES], names=list(JUDGE_NAMES))
         session.commit()
 
-        echo("7/8 building candidate pairs")
+        echo("7/10 building candidate pairs")
         build_pairs(session, progress=progress)
         session.commit()
 
-        echo("8/8 applying the default preset")
+        echo("8/10 applying the default preset")
         preset = flt.ensure_default_preset(session)
         session.commit()
         table = flt.load_preset_table(session, preset)
         mask = flt.keep_mask(table, flt.thresholds_of(preset))
         kept = flt.strategy_counts(table, mask)
         summary = flt.render_counts(kept, flt.strategy_counts(table))
+        queued = fill_demo_queue(session, preset)
+        session.commit()
+        echo(f"9/10 audit queue: {queued} uncertain pairs, {DEMO_OVERLAP} raters each")
+        ls = ensure_demo_listening(session)
+        session.commit()
+        echo(f"10/10 listening session {ls.name!r}: {len(ls.items)} clips")
         counts = _table_counts(session)
         counts.update({f"kept_{k}": int(v) for k, v in kept.items()})
         session.commit()
     return DemoResult(counts, summary)
 
 
+def fill_demo_queue(session, preset) -> int:
+    """Queue the DEMO_AUDIT_PAIRS least certain pairs under PRESET for DEMO_OVERLAP raters each, once:
+    a store whose queue already has pairs is left alone. Returns the pairs in the queue."""
+    from annotate_ui.tuning import TuningData, fill_queue
+    from curator import filter as flt
+    from db.annotation import AuditItem
+
+    have = int(session.scalar(select(func.count()).select_from(AuditItem)))
+    if have:
+        return have
+    table = TuningData.load(session, (preset.model1, preset.model2)).table
+    if len(table) == 0:
+        return 0
+    return fill_queue(session, table, flt.thresholds_of(preset), n=DEMO_AUDIT_PAIRS, mode="uncertain",
+                      added_by="curator demo", overlap=DEMO_OVERLAP)
+
+
+def ensure_demo_listening(session):
+    """The demo listening session: two clip sets of the world generator's Strategy 1.1 clips (one at
+    each of DEMO_LISTEN_STEPS), DEMO_LISTEN_PROMPTS prompts both cover, gold items as by default.
+    Created once; a rerun returns the existing session."""
+    from annotate_ui import listening as L
+    from db.listening import ListeningSession
+    from db.models import AudioClip
+
+    existing = session.scalar(select(ListeningSession).where(ListeningSession.name == DEMO_SESSION))
+    if existing is not None:
+        return existing
+    sets = []
+    for steps in DEMO_LISTEN_STEPS:
+        clips = list(session.scalars(select(AudioClip).where(AudioClip.strategy == "1.1", AudioClip.steps == steps)
+                                     .order_by(AudioClip.caption_id, AudioClip.id)))
+        if not clips:
+            raise CuratorError(f"the demo store has no Strategy 1.1 clips at {steps} steps")
+        first: dict[int, AudioClip] = {}
+        for c in clips:
+            first.setdefault(c.caption_id, c)
+        sets.append(L.create_clip_set(session, f"demo: world @ {steps} steps", list(first.values()),
+                                      note=f"Strategy 1.1 clips of the world generator at {steps} steps",
+                                      exist_ok=True))
+    n = min(DEMO_LISTEN_PROMPTS, len(L.common_captions(session, sets)))
+    return L.create_listening_session(session, DEMO_SESSION, sets, n_prompts=n, seed=0)
+
+
 def _table_counts(session) -> dict[str, int]:
+    from db.annotation import AuditItem
+    from db.listening import ListeningItem
     from db.models import AudioClip, Caption, Pair, Perturbation, PerturbationRequest, Score, Selection
 
     out = {}
     for name, model in (("captions", Caption), ("selected", Selection), ("perturbation_requests", PerturbationRequest),
-                        ("perturbations", Perturbation), ("clips", AudioClip), ("scores", Score), ("pairs", Pair)):
+                        ("perturbations", Perturbation), ("clips", AudioClip), ("scores", Score), ("pairs", Pair),
+                        ("audit_items", AuditItem), ("listening_items", ListeningItem)):
         out[name] = int(session.scalar(select(func.count()).select_from(model)))
     return out
 
@@ -147,7 +208,7 @@ def next_steps(db_url: str) -> str:
     url = safe_url(db_url)
     return "\n".join([
         "next:",
-        f"  annotate-ui --db {url}        # rate and audit the pairs in the browser",
+        f"  annotate-ui --db {url}        # log in as rater: audit pairs and rate the listening session at once",
         f"  curator stats --db {url}      # pairs kept per strategy, α/Δ histograms",
         f"  curator export OUT --db {url} # write the Audio-alpaca parquet + audio",
     ])

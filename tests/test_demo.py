@@ -21,6 +21,7 @@ def test_demo_end_to_end_and_stable(empty_store_url, tmp_path):
     assert first["captions"] == N and first["clips"] > 0 and first["pairs"] > 0
     assert 0 < first["scores"] <= 2 * first["clips"] and first["scores"] % 2 == 0  # cached per (clip sha, text)
     assert sum(v for k, v in first.items() if k.startswith("kept_")) > 0
+    assert first["audit_items"] > 0 and first["listening_items"] > 0
     again = run_demo(f"sqlite:///{tmp_path / 'other.db'}", captions=N, seed=3, duration_s=DURATION,
                      audio_root=str(tmp_path / "audio2"), echo=lambda s: None, progress=False).counts
     assert again == first  # same seed, fresh store: same counts
@@ -44,3 +45,34 @@ def test_demo_accounts_are_created_once_and_log_in(sqlite_store_url):
         assert verify_login(s, "rater", created["rater"]).role == "rater"
         assert verify_login(s, "rater", created["admin"]) is None
         assert ensure_demo_accounts(s) == {}  # a store with users is left alone
+
+
+def test_demo_has_work_for_a_new_rater(sqlite_store_url, tmp_path):
+    """A new demo store: the audit queue holds uncertain pairs for 3 raters each, and an open listening
+    session compares the world generator at 5 and 100 steps; `rater` gets a pair and a clip at once."""
+    from sqlalchemy import select
+
+    from annotate_ui import audit
+    from annotate_ui import listening as L
+    from annotate_ui.auth import active_user
+    from curator.demo import DEMO_OVERLAP, DEMO_SESSION, ensure_demo_accounts
+    from db.annotation import AuditItem
+    from db.models import AudioClip
+    from db.session import session_scope
+
+    run_demo(sqlite_store_url, captions=N, seed=3, duration_s=DURATION, audio_root=str(tmp_path / "audio"),
+             echo=lambda s: None, progress=False)
+    with session_scope(sqlite_store_url) as s:
+        ensure_demo_accounts(s)
+    with session_scope(sqlite_store_url) as s:
+        items = list(s.scalars(select(AuditItem)))
+        assert items and {it.overlap for it in items} == {DEMO_OVERLAP} and {it.reason for it in items} == {"uncertain"}
+        (ls,) = [x for x in L.list_sessions(s, open_only=True)]
+        assert ls["name"] == DEMO_SESSION
+        session = L.get_session(s, DEMO_SESSION)
+        steps = {s.get(AudioClip, it.clip_id).steps for it in session.items}
+        assert steps == {5, 100} and len(session.systems) == 2
+        rater = active_user(s, "rater")
+        task = audit.next_assignment(s, rater)
+        assert task is not None and task.caption
+        assert L.next_item(s, session.id, rater.id) is not None

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from annotate_ui import listening as L
-from annotate_ui.stats import krippendorff_alpha, mean_ci
+from annotate_ui.stats import design_mean_ci, krippendorff_alpha, krippendorff_alpha_ci, paired_difference_ci
 from curator.cli import app
 from curator.errors import CuratorError
 from db.annotation import User
@@ -119,20 +119,31 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
     assert "s1: 4 prompts × 2 systems = 8 clips, 3 gold items; 8 of 8 clips have ≥ 2 ratings" in out
     with open_store(store_url)() as s:
         rows = [r for r in L.rating_rows(s, expect.session_id) if not r.is_gold and r.rater != "rater2"]
+    # per-clip means with the cluster bootstrap over prompts and raters, recomputed from the raw rows
+    prompts = sorted({r.caption_id for r in rows})
+    tables = {}
     for system in ("set-a", "set-b"):
-        mine = [r for r in rows if r.system == system]
-        ovl, rel = mean_ci([r.ovl for r in mine]), mean_ci([r.rel for r in mine])
+        t = {k: np.full((2, len(prompts)), np.nan) for k in ("ovl", "rel")}
+        for r in rows:
+            if r.system == system:
+                for k in t:
+                    t[k][int(r.rater[-1]), prompts.index(r.caption_id)] = getattr(r, k)
+        tables[system] = t
+        ovl, rel = (design_mean_ci(t[k], seed=expect.seed) for k in ("ovl", "rel"))
         line = next(ln for ln in out.splitlines() if ln.startswith(system + "\t"))
         assert line.split("\t")[3:] == [
-            "8", f"{ovl.mean:.2f} ± {ovl.half_width:.2f} [{ovl.low:.2f}, {ovl.high:.2f}]",
-            f"{rel.mean:.2f} ± {rel.half_width:.2f} [{rel.low:.2f}, {rel.high:.2f}]"]
+            "4", "8", f"{ovl.mean:.2f} [{ovl.low:.2f}, {ovl.high:.2f}]", f"{rel.mean:.2f} [{rel.low:.2f}, {rel.high:.2f}]"]
+    diff = paired_difference_ci(tables["set-a"]["ovl"], tables["set-b"]["ovl"], seed=expect.seed)
+    assert (f"paired difference set-a − set-b over 4 prompts: OVL {diff.mean:.2f} [{diff.low:.2f}, {diff.high:.2f}]"
+            in out)
     items = sorted({r.item_id for r in rows})
     m = np.full((2, len(items)), np.nan)
     for r in rows:
         m[int(r.rater[-1]), items.index(r.item_id)] = r.ovl
-    assert f"OVL {krippendorff_alpha(m, 'ordinal'):.3f}" in out
+    a = krippendorff_alpha_ci(m, "ordinal", seed=expect.seed)
+    assert f"OVL {krippendorff_alpha(m, 'ordinal'):.3f} [95% CI {a.low:.3f}, {a.high:.3f}]" in out
     assert "excluded raters: rater2 (A rater who rated at least one gold item" in out
-    for name in ("results.json", "systems.csv", "raters.csv", "ratings.csv"):
+    for name in ("results.json", "systems.csv", "differences.csv", "raters.csv", "ratings.csv"):
         assert f"wrote {tmp_path / 'res' / name}" in out
     data = json.loads((tmp_path / "res" / "results.json").read_text())
     assert data["excluded_raters"] == ["rater2"] and len(data["ratings"]) == 3 * 11
@@ -140,6 +151,14 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
         systems = list(csv.DictReader(f))
     assert [r["system"] for r in systems] == ["set-a", "set-b"]
     assert float(systems[0]["ovl_mean"]) == pytest.approx(expect.systems[0].ovl.mean)
+    assert float(systems[0]["ovl_ci_low"]) == pytest.approx(expect.systems[0].ovl.low)
+    assert systems[0]["ci_method"] == "cluster bootstrap"
+    with open(tmp_path / "res" / "differences.csv", newline="") as f:
+        diffs = list(csv.DictReader(f))
+    assert [(d["system_a"], d["system_b"]) for d in diffs] == [("set-a", "set-b")]
+    assert float(diffs[0]["ovl_ci_high"]) == pytest.approx(diff.high)
+    assert data["differences"][0]["ovl"]["low"] == pytest.approx(diff.low)
+    assert data["alpha_ovl_ci"]["high"] == pytest.approx(a.high)
 
     # 5. Close stops ratings (they stay); open lets raters in again
     assert "s1 is now closed" in ok(listen("close", "s1", db=store_url))

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from annotate_ui import listening as L
-from annotate_ui.stats import mean_ci
+from annotate_ui.stats import design_mean_ci, mean_ci
 from curator.errors import CuratorError
 from db.annotation import User
 from db.listening import ListeningItem, ListeningRating
@@ -308,15 +308,22 @@ def test_results_gold_screening_ci_and_alpha(session, audio_store):
     assert res.n_items_covered == 15 and res.complete and res.min_raters == 4
     assert "≥ 3" in res.gold_rule
 
-    # per-system mean ± CI over the kept raters' ratings of real items, recomputed independently
+    # per-system mean of per-clip means over the kept raters' ratings of real items, with the cluster
+    # bootstrap over prompts and raters, recomputed independently (kept raters × prompts tables)
     kept = [u for u in users if u.name != "rater4"]
     items = [it for it in ls.items if not it.is_gold]
+    prompts = sorted({it.caption_id for it in items})
     for s in res.systems:
-        vals = [rule(k, it) for k, _ in enumerate(kept) for it in items if it.clip_set_id == s.clip_set_id]
-        ref_ovl, ref_rel = mean_ci([v[0] for v in vals]), mean_ci([v[1] for v in vals])
-        assert s.n_ratings == 20 and s.n_clips == 5
-        assert s.ovl.mean == pytest.approx(ref_ovl.mean) and s.ovl.half_width == pytest.approx(ref_ovl.half_width)
-        assert s.rel.mean == pytest.approx(ref_rel.mean) and s.rel.half_width == pytest.approx(ref_rel.half_width)
+        mine = sorted((it for it in items if it.clip_set_id == s.clip_set_id), key=lambda it: it.caption_id)
+        table = np.array([[rule(k, it) for it in mine] for k, _ in enumerate(kept)], dtype=float)  # raters × prompts × 2
+        assert [it.caption_id for it in mine] == prompts
+        ref_ovl, ref_rel = (design_mean_ci(table[:, :, j], seed=ls.seed) for j in (0, 1))
+        assert s.n_ratings == 20 and s.n_clips == 5 and s.ovl.n == 5 and s.ovl.method == "cluster bootstrap"
+        assert s.ovl.mean == pytest.approx(table[:, :, 0].mean()) and s.ovl.low == pytest.approx(ref_ovl.low)
+        assert s.rel.high == pytest.approx(ref_rel.high) and s.rel.low <= s.rel.mean <= s.rel.high
+        # wider than the t interval that counts every rating as independent
+        naive = mean_ci(table[:, :, 0].ravel())
+        assert s.ovl.high - s.ovl.low > naive.high - naive.low
     by_name = {s.name: s for s in res.systems}
     assert by_name["set-tango2"].ovl.mean > by_name["set-audioldm"].ovl.mean > by_name["set-tango"].ovl.mean
 
@@ -346,7 +353,7 @@ def test_export_csv_and_json(session, audio_store, tmp_path):
     rate_everything(session, ls, users, lambda k, it: (1 + (k + it.id) % 5, 1 if it.is_gold else 4))
     out = tmp_path / "export"
     paths = L.export_results(session, ls.id, out)
-    assert sorted(p.name for p in out.iterdir()) == ["raters.csv", "ratings.csv", "results.json", "systems.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["differences.csv", "raters.csv", "ratings.csv", "results.json", "systems.csv"]
     data = json.loads(paths["results.json"].read_text())
     assert data["session_name"] == "exp" and len(data["systems"]) == 3 and len(data["ratings"]) == 4 * 11
     assert set(data["systems"][0]["ovl"]) >= {"mean", "low", "high", "half_width", "n"}

@@ -79,7 +79,9 @@ def test_rater_flow_is_blind_escaped_and_stamped(app):
     state, progress, prompt, audio, message, ovl, rel = h.open_session(sid, req("rater0"))
     assert state == {"session_id": sid, "item_id": state["item_id"]} and "Clip **1** of 8" in progress
     assert "<script>" not in prompt and re.fullmatch(r'<div class="listen-player"><audio controls preload="auto" '
-                                                     r'src="media/[A-Za-z0-9_-]{24}"></audio></div>', audio)
+                                                     r'src="media/[A-Za-z0-9_-]{24}"></audio><img class="spectrogram" '
+                                                     r'loading="lazy" src="media/[A-Za-z0-9_-]{24}" alt="spectrogram of '
+                                                     r'the clip" width="640" height="128"></div>', audio)
     seen = []
     for k in range(8):
         shown = json.dumps([progress, prompt, message], default=str)
@@ -158,19 +160,30 @@ def test_missing_audio_shows_a_message_and_skips(app, audio_store):
 def test_admin_results_export_and_closing(app, tmp_path):
     ctx, h = app
     sid = make_session(h)
+    empty = h.results(sid, req("boss"))  # nothing rated yet: the tables say so, the charts too
+    assert [list(t.iloc[:, 0]) for t in empty[1:4]] == [["no data yet"]] * 3
+    assert "no data yet" in empty[4].to_json() and "no data yet" in empty[5].to_json()
     for rater in ("rater0", "rater1", "boss"):
         state = h.open_session(sid, req(rater))[0]
         while state["item_id"] is not None:
             with ctx.session() as s:
                 gold = s.get(ListeningItem, state["item_id"]).is_gold
             state = h.submit(state, 4, 5 if rater == "rater1" or not gold else 1, req(rater))[0]
-    summary, systems, raters = h.results(sid, req("boss"))
+    summary, systems, differences, raters, chart, agreement = h.results(sid, req("boss"))
     assert "Krippendorff" in summary and "Excluded: rater1" in summary  # gold REL 5 ≥ 3
+    assert "cluster bootstrap over prompts and raters" in summary
+    assert list(differences["systems"]) == ["set-A − set-B"] and "[" in differences["OVL difference [95% CI]"][0]
+    spec = json.loads(chart.to_json())  # mean ± CI per system and scale, as Vega-Lite data
+    (values,) = [d for d in spec["datasets"].values()]
+    assert {(v["system"], v["scale"]) for v in values} == {(a, b) for a in ("set-A", "set-B") for b in ("OVL", "REL")}
+    assert all(v["low"] <= v["mean"] <= v["high"] for v in values)
+    # every rater gave every real clip OVL 4: no variation, so no agreement to show
+    assert "agreement OVL (r)" in raters.columns and "no data yet" in agreement.to_json()
     assert list(systems["system"]) == ["set-A", "set-B"] and list(systems["ratings"]) == [6, 6]
     assert "fewer than 4 ratings" in summary
     assert dict(zip(raters["rater"], raters["excluded"]))["rater1"] == "yes"
     files = h.export(sid, req("boss"))
-    assert sorted(Path(f).name for f in files) == ["raters.csv", "ratings.csv", "results.json", "systems.csv"]
+    assert sorted(Path(f).name for f in files) == ["differences.csv", "raters.csv", "ratings.csv", "results.json", "systems.csv"]
     assert json.loads(Path(files[0]).read_text())["excluded_raters"] == ["rater1"]
     assert "closed" in h.close_session(sid, req("boss"))
     assert h.session_choices(req("rater0")).choices == []

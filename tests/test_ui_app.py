@@ -159,6 +159,11 @@ def player_urls(players: str) -> dict[str, str]:
     return dict(re.findall(r'id="audio-([ab])" class="player"><div class="side">[AB]</div><audio[^>]* src="([^"]+)"', players))
 
 
+def spectrogram_urls(players: str) -> dict[str, str]:
+    """{side: media URL of the spectrogram image} of the players HTML."""
+    return dict(re.findall(r'id="audio-([ab])" class="player">.*?<img class="spectrogram"[^>]* src="([^"]+)"', players))
+
+
 def test_audio_route_serves_only_the_owners_open_pair(app):
     ctx, url, pairs, users = app
     r0 = client(url, "rater0")

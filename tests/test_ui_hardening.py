@@ -26,7 +26,7 @@ from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem
 from db.models import AudioClip, Caption, Pair, text_hash
-from test_ui_app import free_port, player_urls
+from test_ui_app import free_port, player_urls, spectrogram_urls
 from test_ui_fixtures import PASSWORD, make_users
 
 
@@ -121,6 +121,7 @@ def test_no_statistic_of_the_audio_predicts_the_winner(sqlite_store_url, audio_s
         stored = {c.id: c.sha256 for c in s.scalars(select(AudioClip))}
         winner_of = {p.id: (p.winner_clip_id, p.loser_clip_id) for p in s.scalars(select(Pair))}
     fetches = []  # (side a stats, side b stats, a is the winner)
+    images = []  # the same for the two spectrogram images
     stored_fetches = []  # the same with the stored files' hashes: what an unprotected server leaks
     with served(ctx) as url, logged_in(url, "rater0") as h:
         out = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "p"}).json()["data"]
@@ -128,11 +129,16 @@ def test_no_statistic_of_the_audio_predicts_the_winner(sqlite_store_url, audio_s
             aid = int(out[0])
             urls = player_urls(out[2])
             got = {side: _stats(urls[side], h.get("/" + urls[side])) for side in ("a", "b")}
+            pics = spectrogram_urls(out[2])
+            shown = {side: h.get("/" + pics[side]) for side in ("a", "b")}
+            assert all(r.status_code == 200 and r.headers["content-type"] == "image/png" for r in shown.values())
+            pic = {side: _stats(pics[side], r) for side, r in shown.items()}
             with ctx.session() as s:
                 a = s.get(AuditAssignment, aid)
                 w, lo = winner_of[a.pair_id]
                 a_wins = bool(a.a_is_winner)
             fetches.append((got["a"], got["b"], a_wins))
+            images.append((pic["a"], pic["b"], a_wins))
             clip_a, clip_b = (w, lo) if a_wins else (lo, w)
             stored_fetches.append(({"sha256": stored[clip_a]}, {"sha256": stored[clip_b]}, a_wins))
             out = h.post("/gradio_api/run/vote_A", json={"data": [str(aid), ""], "session_hash": "p"}).json()["data"]
@@ -152,6 +158,15 @@ def test_no_statistic_of_the_audio_predicts_the_winner(sqlite_store_url, audio_s
     sizes = [(int(a["content-length"]), int(b["content-length"]), w) for a, b, w in fetches]
     decisive = [(sa > sb) == w for sa, sb, w in sizes if sa != sb]
     assert _not_better_than_chance(len(decisive), sum(decisive))
+    # the spectrogram images the same: cached once per clip on the server, a unique copy per token
+    every = [x for a, b, _ in images for x in (a, b)]
+    assert len({x["sha256"] for x in every}) == len(every) and len({x["url"] for x in every}) == len(every)
+    assert not {x["url"] for x in every} & {x["url"] for a, b, _ in fetches for x in (a, b)}
+    assert all(x["etag"] is None and x["last-modified"] is None for x in every)
+    for key in STATS:
+        d, c = _repeat_predictor(images, key)
+        assert _not_better_than_chance(d, c), ("spectrogram", key, d, c)
+    assert len(list(audio_store.root.rglob("*.spec-v1.png"))) == len(stored)  # one cached image per clip
 
 
 def _listening_world(ctx, audio_store):

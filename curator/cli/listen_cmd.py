@@ -23,12 +23,16 @@ from curator.errors import CuratorError
 
 
 def _ci(ci) -> str:
-    """`mean ± half-width [low, high]` of a MeanCI, `—` without ratings."""
-    if ci.mean is None:
+    """`mean [low, high]` of a MeanCI (bootstrap intervals need not be symmetric), `—` without ratings."""
+    if ci is None or ci.mean is None:
         return "—"
     if ci.half_width is None:
         return f"{ci.mean:.2f} (n={ci.n}, no CI)"
-    return f"{ci.mean:.2f} ± {ci.half_width:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+    return f"{ci.mean:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+
+
+def _span(ci) -> str:
+    return "—" if ci is None or ci.low is None else f"{ci.low:.3f}, {ci.high:.3f}"
 
 
 def _num(x: Optional[float]) -> str:
@@ -178,8 +182,8 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def results(
         name: str = typer.Argument(..., help="Listening session name."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Also write results.json, systems.csv, raters.csv "
-                                                              "and ratings.csv into this folder."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Also write results.json, systems.csv, differences.csv, "
+                                                              "raters.csv and ratings.csv into this folder."),
         db: DbOpt = DB_DEFAULT,
         as_json: JsonOpt = False,
     ) -> None:
@@ -196,10 +200,15 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{res.session_name}: {res.n_prompts} prompts × {len(res.systems)} systems = {res.n_items} clips, "
                    f"{res.n_gold_items} gold items; {res.n_items_covered} of {res.n_items} clips have ≥ "
                    f"{res.min_raters} ratings from kept raters")
-        typer.echo("system\tgenerator\tcheckpoint\tratings\tOVL mean ± 95% CI\tREL mean ± 95% CI")
+        typer.echo(f"intervals: {res.ci_method}")
+        typer.echo("system\tgenerator\tcheckpoint\tclips\tratings\tOVL mean [95% CI]\tREL mean [95% CI]")
         for x in res.systems:
-            typer.echo(f"{x.name}\t{x.generator}\t{x.checkpoint_id}\t{x.n_ratings}\t{_ci(x.ovl)}\t{_ci(x.rel)}")
-        typer.echo(f"Krippendorff's alpha (ordinal): OVL {_num(res.alpha_ovl)}, REL {_num(res.alpha_rel)}")
+            typer.echo(f"{x.name}\t{x.generator}\t{x.checkpoint_id}\t{x.ovl.n}\t{x.n_ratings}\t{_ci(x.ovl)}\t{_ci(x.rel)}")
+        for d in res.differences:
+            typer.echo(f"paired difference {d.system_a} − {d.system_b} over {d.n_prompts} prompts: "
+                       f"OVL {_ci(d.ovl)}, REL {_ci(d.rel)}")
+        typer.echo(f"Krippendorff's alpha (ordinal): OVL {_num(res.alpha_ovl)} [95% CI {_span(res.alpha_ovl_ci)}], "
+                   f"REL {_num(res.alpha_rel)} [95% CI {_span(res.alpha_rel_ci)}]")
         typer.echo("raters: " + (", ".join(f"{r.name} {r.n_rated}/{r.n_assigned}" for r in res.raters) or "none yet"))
         typer.echo(f"excluded raters: {', '.join(res.excluded_raters) or 'none'} ({res.gold_rule})")
         for w in res.warnings:

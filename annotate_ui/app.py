@@ -594,7 +594,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
 # The threshold tuning tab (admins)
 # --------------------------------------------------------------------------------------------
 
-SLIDERS = (  # name, label, min, max (PAPER.md §4.1.2 defaults come from the "paper" preset)
+SLIDERS = (  # name, label, min, max (arXiv 2404.09956 §4.1.2 defaults come from the "paper" preset)
     ("alpha1", "α1: winner score ≥ (model 1)", -1.0, 1.0),
     ("alpha2", "α2: winner score ≥ (model 2)", -1.0, 1.0),
     ("beta1", "β1: loser score ≥ (model 1)", -1.0, 1.0),

@@ -1,10 +1,10 @@
-"""Listening sessions (issue 4, part 6; PAPER.md §5.3): plain functions over a Session.
+"""Listening sessions (issue 4, part 6; arXiv 2404.09956 §5.3): plain functions over a Session.
 
 Flow:
 1. Clip sets — one system's clips for a set of prompts: `create_clip_set` (explicit clips) or
    `clip_set_from_generator` (the AudioClips of one generator/checkpoint, strategy "eval" by
    default: what `trainer eval` writes).
-2. `create_listening_session`: N prompts (PAPER.md §5.3: 50 random held-out prompts, drawn with
+2. `create_listening_session`: N prompts (arXiv 2404.09956 §5.3: 50 random held-out prompts, drawn with
    a seed from the captions every chosen clip set covers) × the clip sets, plus gold items.
    A gold item ("mismatch") plays one system's clip of prompt p beside another prompt q, so its
    REL should be low.
@@ -60,7 +60,7 @@ from db.listening import (
 )
 from db.models import AudioClip, Caption, utcnow
 
-# PAPER.md §5.3: the two subjective scales, each 1–5.
+# arXiv 2404.09956 §5.3: the two subjective scales, each 1–5.
 SCALE = (1, 2, 3, 4, 5)
 OVL_DEFINITION = (
     "OVL — overall quality: how good the audio sounds, regardless of the text "
@@ -790,7 +790,7 @@ def session_results(session: Session, ref: ListeningSession | int | str, confide
     warnings = []
     if covered < len(real_items):
         warnings.append(f"{len(real_items) - covered} of {len(real_items)} clips have fewer than "
-                        f"{ls.min_raters} ratings from kept raters (PAPER.md §5.3 asks for at least {ls.min_raters})")
+                        f"{ls.min_raters} ratings from kept raters (arXiv 2404.09956 §5.3 asks for at least {ls.min_raters})")
     unscreened = [r.name for r in raters if not r.screened and r.n_rated]
     if unscreened and any(it.is_gold for it in items):
         warnings.append(f"not yet screened (no gold item rated): {', '.join(unscreened)}")

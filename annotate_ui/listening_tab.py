@@ -23,7 +23,7 @@ from curator.errors import CuratorError
 from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS
 
 DEFINITIONS_MD = (
-    "Rate each clip on two scales (PAPER.md §5.3), from **1** (worst) to **5** (best):\n\n"
+    "Rate each clip on two scales (arXiv 2404.09956 §5.3), from **1** (worst) to **5** (best):\n\n"
     f"* {L.OVL_DEFINITION}\n* {L.REL_DEFINITION}\n\n"
     "Listen to the whole clip before rating. You do not see which system made a clip."
 )
@@ -374,7 +374,7 @@ def build_listening_tab(ctx) -> ListeningHandlers:
             ls_sets = gr.Dropdown(label="Systems (clip sets)", multiselect=True, choices=[], elem_id="ls-sets")
             ls_split = gr.Textbox(label="Caption split (blank: any)", elem_id="ls-split")
         with gr.Row():
-            ls_n = gr.Number(value=L.DEFAULT_N_PROMPTS, precision=0, label="Prompts (PAPER.md §5.3: 50)", elem_id="ls-n")
+            ls_n = gr.Number(value=L.DEFAULT_N_PROMPTS, precision=0, label="Prompts (arXiv 2404.09956 §5.3: 50)", elem_id="ls-n")
             ls_seed = gr.Number(value=0, precision=0, label="Seed", elem_id="ls-seed")
             ls_gold = gr.Textbox(value="", label="Gold items (blank: 10 %, 0: none)", elem_id="ls-gold")
             ls_min = gr.Number(value=DEFAULT_MIN_RATERS, precision=0, label="Raters per clip (≥ 4)", elem_id="ls-min")

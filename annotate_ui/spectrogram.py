@@ -27,7 +27,7 @@ from curator.audio import atomic_write_bytes, decode_audio
 
 WIDTH, HEIGHT = 640, 128  # pixels: a player's width, and enough rows for 64 mel bands
 N_MELS = 64
-FMAX = 8000.0  # Hz: the Nyquist frequency of 16 kHz clips (PAPER.md §3.1)
+FMAX = 8000.0  # Hz: the Nyquist frequency of 16 kHz clips (arXiv 2404.09956 §3.1)
 TOP_DB = 80.0
 CACHE_SUFFIX = ".spec-v1.png"
 MAX_JUNK = 512  # bytes of random padding at most

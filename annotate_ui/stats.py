@@ -1,4 +1,4 @@
-"""Statistics of the listening sessions (PAPER.md §5.3): mean ± 95 % CI and Krippendorff's α.
+"""Statistics of the listening sessions (arXiv 2404.09956 §5.3): mean ± 95 % CI and Krippendorff's α.
 
 * `mean_ci`: the mean of a sample with its Student-t confidence interval (scipy.stats.t), the
   usual way MOS-style ratings are reported.

@@ -1,4 +1,4 @@
-"""The admins' threshold view: the filter of PAPER.md §4.1.2 recomputed per slider move, checked
+"""The admins' threshold view: the filter of arXiv 2404.09956 §4.1.2 recomputed per slider move, checked
 against the human audit (issue 4, parts 4 and 5).
 
 The pair table is loaded once (`TuningData.load`); a slider move is then `view(data, thresholds)`:

@@ -80,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
 
     table = make_table(args.n)
-    th = Thresholds()  # the paper preset, PAPER.md §4.1.2
+    th = Thresholds()  # the paper preset, arXiv 2404.09956 §4.1.2
     # the same ranges on both sides (the span over both models, as the threshold view uses)
     ranges = {q: (float(min(table.column(q, m).min() for m in range(2))),
                   float(max(table.column(q, m).max() for m in range(2)))) for q in ("alpha", "delta")}

@@ -11,7 +11,7 @@ Training step (same pairs, timesteps and noise in every variant; the loss is tra
 
 - **this trainer**: cached latents and text encodings, the reference's terms precomputed
   (`precompute_reference`, the default): one batched policy pass over [winners; losers].
-- **official-style** (declare-lab/tango `tango2/tango2-train.py`, see PAPER.md): every step the
+- **official-style** (declare-lab/tango `tango2/tango2-train.py`, see docs/paper.md §4.2): every step the
   STFT and the VAE encoder on the waveforms and the frozen T5 on the prompts, separate policy
   passes for winners and losers, separate fp32 reference passes.
 - options on top of this trainer: a live batched reference pass (fp32 or bf16), bf16 autocast
@@ -61,7 +61,7 @@ STEP_VARIANTS = ("official-style", "this trainer", "live reference", "live refer
                  "gradient checkpointing", "eager attention", "channels-last")
 OPTIONAL_VARIANTS = ("torch.compile",)
 OPTIMIZERS = ("adamw foreach", "adamw fused", "adamw8bit")
-STRATEGY_11_STEPS = (5, 25, 50, 100)  # PAPER.md §4.1
+STRATEGY_11_STEPS = (5, 25, 50, 100)  # arXiv 2404.09956 §4.1
 PEAK_FLOPS = {"bf16": {"H100": 989e12, "H200": 989e12, "A100": 312e12}}  # dense tensor-core peak
 
 

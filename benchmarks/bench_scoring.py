@@ -1,6 +1,6 @@
 """Batched CLAP scoring with cached text embeddings vs a per-file loop, on the same tiny CLAP.
 
-Workload shaped like Strategy 1 (PAPER.md §4.1): C captions × 4 clips of 10.24 s (Tango's length),
+Workload shaped like Strategy 1 (arXiv 2404.09956 §4.1): C captions × 4 clips of 10.24 s (Tango's length),
 already decoded and resampled to 48 kHz (identical for both sides, so not timed).
 
 - batched: `ClapScorer.score` over all clips — batched torch log-mel features, batched audio

@@ -18,7 +18,7 @@ class Generator(Protocol):
 
     name: str  # generator family, recorded per clip ("tango", "audioldm", "world", ...)
     checkpoint_id: str  # path or hub id, recorded per clip
-    sample_rate: int  # 16 kHz for Tango (PAPER.md §3.1)
+    sample_rate: int  # 16 kHz for Tango (arXiv 2404.09956 §3.1)
 
     def generate(
         self,

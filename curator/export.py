@@ -1,4 +1,4 @@
-"""Export the pairs a preset keeps as an Audio-alpaca dataset (PAPER.md §4.1.2; declare-lab/audio-alpaca).
+"""Export the pairs a preset keeps as an Audio-alpaca dataset (arXiv 2404.09956 §4.1.2; declare-lab/audio-alpaca).
 
 Layout of OUT/ (written to a temporary folder beside OUT, then renamed):
 

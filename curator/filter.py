@@ -1,4 +1,4 @@
-"""Threshold presets and the ensemble filter over candidate pairs (PAPER.md §4.1.2).
+"""Threshold presets and the ensemble filter over candidate pairs (arXiv 2404.09956 §4.1.2).
 
 A pair survives a preset only if EVERY condition holds under EVERY model of the preset:
 
@@ -23,7 +23,7 @@ from curator.errors import CuratorError
 from db.models import STRATEGIES, ClapModel, Preset, utcnow
 
 DEFAULT_PRESET = "paper"
-N_MODELS = 2  # the paper's ensemble: 630k-audioset-best (model 1) and 630k-best (model 2), PAPER.md §4.1.2
+N_MODELS = 2  # the paper's ensemble: 630k-audioset-best (model 1) and 630k-best (model 2), arXiv 2404.09956 §4.1.2
 DEFAULT_BINS = 40
 MAX_NAME_LEN = 200
 
@@ -35,7 +35,7 @@ MAX_NAME_LEN = 200
 
 @dataclass(frozen=True)
 class Thresholds:
-    """α, β and Δ bounds per model. Defaults are the paper's (PAPER.md §4.1.2, Figure 4)."""
+    """α, β and Δ bounds per model. Defaults are the paper's (arXiv 2404.09956 §4.1.2, Figure 4)."""
 
     alpha1: float = 0.45  # winner score under model 1 ≥ α1
     alpha2: float = 0.60  # winner score under model 2 ≥ α2
@@ -119,7 +119,7 @@ def ensure_default_preset(session: Session) -> Preset:
     """The "paper" preset (the paper's thresholds, models = first two of the ensemble); created if missing."""
     preset = session.scalar(select(Preset).where(Preset.name == DEFAULT_PRESET))
     if preset is None:
-        preset = Preset(name=DEFAULT_PRESET, author="PAPER.md §4.1.2", model1=None, model2=None,
+        preset = Preset(name=DEFAULT_PRESET, author="arXiv 2404.09956 §4.1.2", model1=None, model2=None,
                         **PAPER_THRESHOLDS.as_dict())
         session.add(preset)
         session.flush()
@@ -221,7 +221,7 @@ def resolve_models(session: Session, model_names: Sequence[str | None] | None = 
             nxt = next(rest, None)
             if nxt is None:
                 raise CuratorError(f"the store has {len(ensemble)} CLAP model(s); the filter needs {N_MODELS} "
-                                   "(PAPER.md §4.1.2): run `curator score` with two --model")
+                                   "(arXiv 2404.09956 §4.1.2): run `curator score` with two --model")
             chosen[i] = nxt
     if chosen[0].id == chosen[1].id:
         raise CuratorError(f"model1 and model2 are both {chosen[0].name!r}; the ensemble needs two models")
@@ -367,7 +367,7 @@ def load_preset_table(session: Session, preset: Preset) -> PairTable:
 
 
 def keep_mask(table: PairTable, thresholds: Thresholds) -> np.ndarray:
-    """Boolean (N,): True where every condition of PAPER.md §4.1.2 holds under both models."""
+    """Boolean (N,): True where every condition of arXiv 2404.09956 §4.1.2 holds under both models."""
     n = len(table)
     mask = np.ones(n, dtype=bool)
     tmp = np.empty(n, dtype=bool)  # per call: a table may be shared by concurrent UI sessions

@@ -1,7 +1,7 @@
 """Preference sets in the `datasets` library's shapes: a hub id (declare-lab/audio-alpaca) or a
 local folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`.
 
-The published Audio-alpaca layout (PAPER.md §4.1): one `train` split with columns `prompt`
+The published Audio-alpaca layout (arXiv 2404.09956 §4.1): one `train` split with columns `prompt`
 (string), `chosen` and `rejected` (Audio) and `strategy` (string). Audio columns are read with
 `Audio(decode=False)`, so each cell is the `{bytes, path}` struct the parquet readers already
 handle; nothing is decoded or resampled here (the importer and the trainer's cache do that).

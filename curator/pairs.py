@@ -1,4 +1,4 @@
-"""Candidate pairs from scored clips (PAPER.md §4.1.2).
+"""Candidate pairs from scored clips (arXiv 2404.09956 §4.1.2).
 
 - Strategies 1.1 and 1.2 (each on its own): of the four clips of a caption, the one with the
   highest CLAP score for the caption under MODEL 1 of the ensemble (the first ClapModel by
@@ -27,7 +27,7 @@ from curator.errors import CuratorError
 from db.models import STRATEGIES, ClapModel, Pair, utcnow
 
 RANKED_STRATEGIES = ("1.1", "1.2")  # winner = top clip of the group under model 1
-GROUP_SIZE = 4  # clips per caption for strategies 1.1 and 1.2 (PAPER.md §4.1)
+GROUP_SIZE = 4  # clips per caption for strategies 1.1 and 1.2 (arXiv 2404.09956 §4.1)
 PERTURBED_STRATEGIES = ("2", "3")  # slot 0 = caption's clip, slot ≥ 1 = perturbed caption's clip
 IMPORT_GENERATOR = "import"  # clips of imported preference sets come with their pairs
 AUTO_SOURCE = "auto"
@@ -233,7 +233,7 @@ def _candidates(groups: dict, scores: _Scores, model1: ClapModel, counts: PairCo
 
 
 def build_pairs(session: Session, *, batch_size: int = DEFAULT_BATCH, progress: bool = True) -> PairCounts:
-    """Make the candidate pairs of PAPER.md §4.1.2 and their per-model scores.
+    """Make the candidate pairs of arXiv 2404.09956 §4.1.2 and their per-model scores.
 
     Commits after every BATCH_SIZE new pairs (so an interrupted run keeps its work and a rerun
     resumes); the caller commits the tail."""

@@ -1,4 +1,4 @@
-"""Listening sessions: the subjective OVL/REL evaluation of PAPER.md §5.3.
+"""Listening sessions: the subjective OVL/REL evaluation of arXiv 2404.09956 §5.3.
 
 A *clip set* is one system's answer to a set of prompts: caption → audio clip, all made by one
 generator/checkpoint (the trainer's `trainer eval` writes one, with AudioClip.strategy "eval").
@@ -30,8 +30,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models import AudioClip, Base, Caption, utcnow
 
-# PAPER.md §5.3: "every clip rated by at least 4 annotators"
-DEFAULT_N_PROMPTS = 50  # PAPER.md §5.3: 50 random AudioCaps test prompts
+# arXiv 2404.09956 §5.3: "every clip rated by at least 4 annotators"
+DEFAULT_N_PROMPTS = 50  # arXiv 2404.09956 §5.3: 50 random AudioCaps test prompts
 DEFAULT_MIN_RATERS = 4
 # A rater whose mean REL on gold (mismatched-prompt) items is at least this is excluded.
 DEFAULT_GOLD_REL_THRESHOLD = 3.0
@@ -69,7 +69,7 @@ class ClipSetItem(Base):
 
 
 class ListeningSession(Base):
-    """Prompts × clip sets, rated blind by raters (PAPER.md §5.3)."""
+    """Prompts × clip sets, rated blind by raters (arXiv 2404.09956 §5.3)."""
 
     __tablename__ = "listening_sessions"
     __table_args__ = (
@@ -144,8 +144,8 @@ class ListeningRating(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("listening_items.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)  # 0-based place in this rater's order
-    ovl: Mapped[Optional[int]] = mapped_column(Integer)  # overall quality, 1–5 (PAPER.md §5.3)
-    rel: Mapped[Optional[int]] = mapped_column(Integer)  # relevance to the text, 1–5 (PAPER.md §5.3)
+    ovl: Mapped[Optional[int]] = mapped_column(Integer)  # overall quality, 1–5 (arXiv 2404.09956 §5.3)
+    rel: Mapped[Optional[int]] = mapped_column(Integer)  # relevance to the text, 1–5 (arXiv 2404.09956 §5.3)
     rated_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     skipped_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     skip_reason: Mapped[Optional[str]] = mapped_column(Text)

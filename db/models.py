@@ -1,6 +1,6 @@
 """SQLAlchemy 2 typed models of the curation store.
 
-One table per thing the Tango 2 pipeline makes (PAPER.md §4.1): captions, selection runs,
+One table per thing the Tango 2 pipeline makes (arXiv 2404.09956 §4.1): captions, selection runs,
 LLM perturbations, generated audio clips, CLAP models, scores, candidate pairs with their
 per-model scores, threshold presets and exports. Later issues add raters, audits, ratings and
 training runs in their own migrations.
@@ -35,7 +35,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Strategies of PAPER.md §4.1: 1.1 (steps 5/25/50/100), 1.2 (4 seeds at 50 steps),
+# Strategies of arXiv 2404.09956 §4.1: 1.1 (steps 5/25/50/100), 1.2 (4 seeds at 50 steps),
 # 2 (perturbed concepts), 3 (perturbed temporal order).
 STRATEGIES = ("1.1", "1.2", "2", "3")
 
@@ -64,7 +64,7 @@ class Caption(Base):
     split: Mapped[str] = mapped_column(String(32), default="train")
     # cluster of the latest selection run that picked it (None: never selected)
     cluster: Mapped[Optional[int]] = mapped_column(Integer)
-    # T2 of PAPER.md §4.1: contains while/before/after/then/followed
+    # T2 of arXiv 2404.09956 §4.1: contains while/before/after/then/followed
     temporal: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     audiocap_id: Mapped[Optional[str]] = mapped_column(String(64))
     youtube_id: Mapped[Optional[str]] = mapped_column(String(64))
@@ -73,7 +73,7 @@ class Caption(Base):
 
 
 class SelectionRun(Base):
-    """One `curator captions select`: embedding model + KMeans (PAPER.md §4.1, T1)."""
+    """One `curator captions select`: embedding model + KMeans (arXiv 2404.09956 §4.1, T1)."""
 
     __tablename__ = "selection_runs"
 
@@ -188,7 +188,7 @@ class Score(Base):
 
 
 class Pair(Base):
-    """A candidate winner/loser pair for a caption (PAPER.md §4.1.2)."""
+    """A candidate winner/loser pair for a caption (arXiv 2404.09956 §4.1.2)."""
 
     __tablename__ = "pairs"
     __table_args__ = (UniqueConstraint("winner_clip_id", "loser_clip_id"),)
@@ -218,7 +218,7 @@ class PairScore(Base):
 
 
 class Preset(Base):
-    """Filter thresholds (PAPER.md §4.1.2). model1/model2 name the ensemble's models
+    """Filter thresholds (arXiv 2404.09956 §4.1.2). model1/model2 name the ensemble's models
     (None: the first two models by position)."""
 
     __tablename__ = "presets"

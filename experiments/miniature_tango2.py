@@ -1,4 +1,4 @@
-"""The miniature Tango 2 (PAPER.md §5.2–5.3), end to end and offline, with the studio's own commands.
+"""The miniature Tango 2 (arXiv 2404.09956 §5.2–5.3), end to end and offline, with the studio's own commands.
 
     python experiments/miniature_tango2.py --out DIR [--smoke] [--seeds N]
 
@@ -58,7 +58,7 @@ class ExperimentConfig:
     pretrain_size: str = "default"  # trainer pretrain --size
     pretrain_set: list[str] = field(default_factory=list)  # extra --set key=value for trainer pretrain
     n_curation: int = 400  # curation captions (the store's split "train")
-    clusters: int = 20  # T1: KMeans clusters × captions per cluster (PAPER.md §4.1, scaled down)
+    clusters: int = 20  # T1: KMeans clusters × captions per cluster (arXiv 2404.09956 §4.1, scaled down)
     per_cluster: int = 10
     n_validation: int = 50
     n_test: int = 100
@@ -66,8 +66,8 @@ class ExperimentConfig:
     max_events: int = 3
     thresholds: str = "paper"  # "paper", or "alpha1=…,beta1=…,delta1=lo:hi,…" (a preset recalibrated from it)
     max_steps: int = 300  # optimizer steps of every trained arm
-    sft_epochs: int = 1  # the DPO arms' SFT epoch (PAPER.md §5.1)
-    beta: float = 2000.0  # PAPER.md §5.1's; not swept for the tiny model yet
+    sft_epochs: int = 1  # the DPO arms' SFT epoch (arXiv 2404.09956 §5.1)
+    beta: float = 2000.0  # arXiv 2404.09956 §5.1's; not swept for the tiny model yet
     learning_rate: float = 1e-5
     train_batch_size: int = 4
     gradient_accumulation_steps: int = 2

@@ -1,4 +1,4 @@
-"""Thresholds, presets, the ensemble keep mask, per-strategy counts and histograms (PAPER.md §4.1.2)."""
+"""Thresholds, presets, the ensemble keep mask, per-strategy counts and histograms (arXiv 2404.09956 §4.1.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generation: strategies of PAPER.md §4.1 on a real migrated store (SQLite and PostgreSQL) with
+"""Generation: strategies of arXiv 2404.09956 §4.1 on a real migrated store (SQLite and PostgreSQL) with
 the tiny Tango loaded from the real layout; sharding; backend resolution; the CLI edge."""
 
 from __future__ import annotations

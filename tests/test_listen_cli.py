@@ -79,7 +79,7 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
     assert [ln.split("\t")[1:] for ln in lines] == [["set-a", "sysA", "sysA-ckpt", "6 clips"],
                                                     ["set-b", "sysB", "sysB-ckpt", "6 clips"]]
 
-    # 2. Sessions: the defaults are PAPER.md §5.3's (50 prompts: more than this store has; ≥ 4 raters)
+    # 2. Sessions: the defaults are arXiv 2404.09956 §5.3's (50 prompts: more than this store has; ≥ 4 raters)
     one_line_error(listen("create", "too-big", "--clip-set", "set-a", "--clip-set", "set-b", db=store_url),
                    "asked for 50 prompts but the chosen clip sets have only 6 in common")
     out = ok(listen("create", "defaults", "--clip-set", "set-a", "--clip-set", "set-b", "--prompts", "3",

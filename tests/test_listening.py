@@ -1,4 +1,4 @@
-"""Listening sessions (issue 4, part 6; PAPER.md §5.3): clip sets, sessions, blind per-rater
+"""Listening sessions (issue 4, part 6; arXiv 2404.09956 §5.3): clip sets, sessions, blind per-rater
 order, ratings with their bad input, gold screening, results and exports — on SQLite and
 PostgreSQL (`session` fixture)."""
 
@@ -119,7 +119,7 @@ def test_session_prompts_systems_and_gold(session, audio_store):
     gold = [it for it in ls.items if it.is_gold]
     assert len(real) == 15 and len({it.caption_id for it in real}) == 5
     assert len(gold) == 2  # default: 10 % of 15 real items, at least 2
-    assert ls.min_raters == 4 and ls.gold_rel_threshold == 3.0  # PAPER.md §5.3 default
+    assert ls.min_raters == 4 and ls.gold_rel_threshold == 3.0  # arXiv 2404.09956 §5.3 default
     clip_caption = {c.id: c.caption_id for c in session.scalars(select(AudioClip))}
     prompts = {it.caption_id for it in real}
     for g in gold:
@@ -141,7 +141,7 @@ def test_session_bad_input(session, audio_store):
     add_world(session, audio_store, n_captions=3)
     sets = clip_sets(session)
     with pytest.raises(CuratorError, match="asked for 50 prompts but the chosen clip sets have only 3"):
-        L.create_listening_session(session, "s", sets)  # PAPER.md default of 50 prompts
+        L.create_listening_session(session, "s", sets)  # the paper's 50 prompts (arXiv 2404.09956 §5.3)
     with pytest.raises(CuratorError, match="at least one clip set"):
         L.create_listening_session(session, "s", [], n_prompts=2)
     with pytest.raises(CuratorError, match="listed twice"):

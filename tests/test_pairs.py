@@ -1,4 +1,4 @@
-"""Candidate pairs (PAPER.md §4.1.2): rules per strategy, PairScore per model, idempotence, bad scores, CLI."""
+"""Candidate pairs (arXiv 2404.09956 §4.1.2): rules per strategy, PairScore per model, idempotence, bad scores, CLI."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ SMALL = {  # the real structure (block types, layers, heads per level, projectio
 
 def test_full_size_counts_are_the_published_model():
     counts = parameter_counts()  # meta device: nothing allocated
-    assert counts["unet"] == 865_933_768  # PAPER.md §3.1: the 866 M UNet
+    assert counts["unet"] == 865_933_768  # arXiv 2404.09956 §3.1: the 866 M UNet
     assert counts["text_encoder"] == 341_231_104  # FLAN-T5-Large's encoder
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
     assert parameter_counts(SMALL)["unet"] < 5_000_000

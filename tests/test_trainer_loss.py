@@ -1,4 +1,4 @@
-"""The Diffusion-DPO loss against values computed by hand (PAPER.md §4.2), epsilon and v."""
+"""The Diffusion-DPO loss against values computed by hand (arXiv 2404.09956 §4.2), epsilon and v."""
 
 import math
 

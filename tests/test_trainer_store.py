@@ -45,7 +45,7 @@ def _seed_store(session, audio_store, *, scores):
     return out
 
 
-GOOD = ((0.7, 0.8), (0.5, 0.6))  # passes every condition of the paper preset (PAPER.md §4.1.2)
+GOOD = ((0.7, 0.8), (0.5, 0.6))  # passes every condition of the paper preset (arXiv 2404.09956 §4.1.2)
 BAD = ((0.3, 0.8), (0.2, 0.6))  # winner below α1
 
 

@@ -20,12 +20,12 @@ from curator.errors import CuratorError
 from trainer.config import AUDIT_POLICIES
 
 app = typer.Typer(name="trainer", cls=OneLineErrors,
-                  help="Diffusion-DPO fine-tuning of Tango on approved pairs (PAPER.md §4.2, §5.1).",
+                  help="Diffusion-DPO fine-tuning of Tango on approved pairs (arXiv 2404.09956 §4.2, §5.1).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 @app.callback()
 def _top(version: bool = version_option("trainer")) -> None:
-    """Diffusion-DPO fine-tuning of Tango on approved pairs (PAPER.md §4.2, §5.1)."""
+    """Diffusion-DPO fine-tuning of Tango on approved pairs (arXiv 2404.09956 §4.2, §5.1)."""
 
 
 AuditPolicy = choices("AuditPolicy", AUDIT_POLICIES)
@@ -59,7 +59,7 @@ def run_cmd(
                                                                "'latest' (the highest K in --out or the config's out)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Fine-tune the UNet: one SFT epoch on winners, then Diffusion-DPO (PAPER.md §5.1)."""
+    """Fine-tune the UNet: one SFT epoch on winners, then Diffusion-DPO (arXiv 2404.09956 §5.1)."""
     from trainer.config import load_config
 
     explicit = {"model": model, "data": data, "out": out, "preset": preset,
@@ -161,8 +161,8 @@ def compare_cmd(
     split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),
     scorer: List[str] = typer.Option([], "--scorer", help="[NAME=]SPEC: world-judge-a|b, a laion .pt, an HF CLAP id (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json, table.md, figure.png and the clips."),
-    steps: int = typer.Option(200, "--steps", help="Denoising steps (PAPER.md §5.3: 200)."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (PAPER.md §3.1: 3)."),
+    steps: int = typer.Option(200, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3: 200)."),
+    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1: 3)."),
     duration: float = typer.Option(10.24, "--duration", help="Seconds per clip."),
     seeds: int = typer.Option(1, "--seeds", help="Seeds per prompt (0..N-1), the same for every checkpoint."),
     limit: int = typer.Option(0, "--limit", help="Only the first N prompts (0 = all)."),
@@ -219,8 +219,8 @@ def eval_cmd(
     db: Optional[str] = DbOption,
     split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),
     scorer: List[str] = typer.Option([], "--scorer", help="[NAME=]SPEC: world-judge-a|b, a laion .pt, an HF CLAP id (repeatable)."),
-    steps: int = typer.Option(200, "--steps", help="Denoising steps (PAPER.md §5.3: 200)."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (PAPER.md §3.1: 3)."),
+    steps: int = typer.Option(200, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3: 200)."),
+    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1: 3)."),
     duration: float = typer.Option(10.24, "--duration", help="Seconds per clip."),
     seed: int = typer.Option(0, "--seed"),
     limit: int = typer.Option(0, "--limit", help="Only the first N prompts (0 = all)."),

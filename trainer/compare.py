@@ -1,5 +1,5 @@
 """`trainer compare`: several checkpoints on the same held-out prompts and seeds, scored, with
-confidence intervals, paired differences and the paper's splits (PAPER.md §5.2–5.3).
+confidence intervals, paired differences and the paper's splits (arXiv 2404.09956 §5.2–5.3).
 
 1. Every checkpoint (a Tango folder, a trainer RUN/step-K, an AudioLDM pipeline; each loaded
    once up front so a broken one fails before any work) generates every prompt with every seed
@@ -10,7 +10,7 @@ confidence intervals, paired differences and the paper's splits (PAPER.md §5.2�
    presence recall and precision, ordering error rate (prompts that order events), onset error
    (seconds, against a faithful render's ground truth) and count error rate (prompts that state
    counts).
-3. FAD (PAPER.md §5.2): the Fréchet distance (scipy.linalg.sqrtm) between embeddings of the
+3. FAD (arXiv 2404.09956 §5.2): the Fréchet distance (scipy.linalg.sqrtm) between embeddings of the
    generated clips and of reference audio for the same prompts and seeds. The reference is a
    faithful render of the caption (curator.world.render) wherever the world grammar reads it;
    embeddings are the world judge's features (mean and spread of its log-mel power and its
@@ -20,7 +20,7 @@ confidence intervals, paired differences and the paper's splits (PAPER.md §5.2�
    with a Student-t 95 % interval (annotate_ui.stats.mean_ci); the paired difference to the first
    checkpoint, paired over prompts and pooled over seeds; FAD's interval and difference by a
    bootstrap over prompts (the same resamples for every checkpoint). Splits: number of events
-   (PAPER.md Figure 3) and temporal vs non-temporal prompts (PAPER.md Table 5, the T2 keywords).
+   (arXiv 2404.09956 Figure 3) and temporal vs non-temporal prompts (arXiv 2404.09956 Table 5, the T2 keywords).
 5. OUT/results.json, OUT/table.md, OUT/figure.png (matplotlib), written atomically. With a store,
    each checkpoint's first-seed clips become a clip set `compare:<out>:<NAME>` (trainer.evaluate's
    clip rows), and `listening` creates a listening session over them (annotate_ui.listening).
@@ -46,14 +46,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 @dataclass(frozen=True)
 class CompareSettings:
-    steps: int = 200  # PAPER.md §5.3
-    guidance: float = 3.0  # PAPER.md §3.1
-    duration_s: float = 10.24  # PAPER.md §3.1
+    steps: int = 200  # arXiv 2404.09956 §5.3
+    guidance: float = 3.0  # arXiv 2404.09956 §3.1
+    duration_s: float = 10.24  # arXiv 2404.09956 §3.1
     seeds: tuple[int, ...] = (0,)
     batch_size: int = 4
     limit: int = 0
     bootstrap: int = 200  # FAD resamples
-    listening_prompts: int = 50  # PAPER.md §5.3
+    listening_prompts: int = 50  # arXiv 2404.09956 §5.3
 
     def __post_init__(self) -> None:
         from trainer.evaluate import EvalSettings

@@ -1,6 +1,6 @@
 """The trainer's config: one typed dataclass, validated on load, saved in every checkpoint.
 
-Defaults are the Tango 2 recipe (PAPER.md §5.1). A config comes from `--config FILE` (JSON,
+Defaults are the Tango 2 recipe (arXiv 2404.09956 §5.1). A config comes from `--config FILE` (JSON,
 TOML or YAML, a flat table of the fields below) and `--set key=value` overrides; unknown keys and
 out-of-range values are refused with a message naming them (never silently fixed).
 """

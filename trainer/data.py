@@ -3,7 +3,7 @@
 Two sources, one result (`PairSet`):
 
 - **Export** (`--data FOLDER|FILE.parquet`): parquet files with the published Audio-alpaca schema
-  (PAPER.md §4.1: columns `prompt`, `chosen`, `rejected`, `strategy`). An audio cell is a
+  (arXiv 2404.09956 §4.1: columns `prompt`, `chosen`, `rejected`, `strategy`). An audio cell is a
   Hugging Face `Audio` struct `{bytes, path}` (bytes win; a path is relative to the parquet's
   folder), raw bytes, or a path string. A folder means every `*.parquet` under it, in path order.
 - **datasets** (`--data declare-lab/audio-alpaca` or a folder `save_to_disk` wrote): the same
@@ -21,7 +21,7 @@ Two sources, one result (`PairSet`):
   | `majority`      | kept only when agree is more than half of its verdicts                          |
 
   Pairs nobody audited are kept by every policy. The prompt is always the caption (never the
-  perturbed text that made a loser, PAPER.md §4.1).
+  perturbed text that made a loser, arXiv 2404.09956 §4.1).
 
 A pair's audio is only decoded when its latent is not cached yet (trainer/cache.py); clips are
 identified by the sha256 of their file bytes (the store's AudioClip.sha256), so the cache is

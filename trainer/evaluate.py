@@ -1,5 +1,5 @@
 """`trainer eval`: generate with a checkpoint on held-out prompts, score the clips with the
-curator's scorers, store them as a clip set (PAPER.md §5.3–5.4).
+curator's scorers, store them as a clip set (arXiv 2404.09956 §5.3–5.4).
 
 Generation is the curator's (curator.generate.backends.resolve_generator with --checkpoint: the
 official Tango sampler, one seeded generator per clip), scoring the curator's
@@ -25,9 +25,9 @@ EVAL_STRATEGY = "eval"
 
 @dataclass(frozen=True)
 class EvalSettings:
-    steps: int = 200  # PAPER.md §5.3
-    guidance: float = 3.0  # PAPER.md §3.1
-    duration_s: float = 10.24  # PAPER.md §3.1
+    steps: int = 200  # arXiv 2404.09956 §5.3
+    guidance: float = 3.0  # arXiv 2404.09956 §3.1
+    duration_s: float = 10.24  # arXiv 2404.09956 §3.1
     seed: int = 0
     batch_size: int = 4
     limit: int = 0

@@ -1,4 +1,4 @@
-"""Diffusion-DPO and plain diffusion losses (PAPER.md §4.2, Eq. 17).
+"""Diffusion-DPO and plain diffusion losses (arXiv 2404.09956 §4.2, Eq. 17).
 
 Eq. 17 for one pair (τ, x_w, x_l), one timestep n and one noise ε shared by both clips:
 
@@ -69,5 +69,5 @@ def dpo_loss(model_mse: torch.Tensor, ref_mse: torch.Tensor, beta: float) -> DPO
 
 
 def sft_loss(model_mse: torch.Tensor) -> torch.Tensor:
-    """Plain diffusion loss on the winners (the SFT epoch of PAPER.md §5.1)."""
+    """Plain diffusion loss on the winners (the SFT epoch of arXiv 2404.09956 §5.1)."""
     return model_mse.mean()

@@ -1,6 +1,6 @@
 """Will a run fit? An estimate of a training run's peak memory, checked before the loop.
 
-The estimate adds up what a step holds (PAPER.md §5.1's recipe is AdamW in fp32 on the 866 M
+The estimate adds up what a step holds (arXiv 2404.09956 §5.1's recipe is AdamW in fp32 on the 866 M
 UNet, 4 pairs per device):
 
 - policy weights, fp32 master copy: 4 B/param, and their gradients: 4 B/param;
@@ -29,7 +29,7 @@ OPTIMIZER_BYTES = {"adamw": 8.0, "adamw8bit": 2.0, "adafactor": 0.2}  # state by
 ACT_BYTES = 520.0  # bytes per (activation unit × sample × latent position), fp32, no checkpointing
 HALF_FACTOR = 0.55  # bf16/fp16 autocast: activations in half precision (norms and the loss stay fp32)
 CHECKPOINT_FACTOR = 0.2  # gradient checkpointing keeps block inputs only
-REAL_UNET_UNITS = 320 * 2 + 640 * 2 / 4 + 1280 * 2 / 16 + 1280 * 2 / 64  # Tango's UNet (PAPER.md §3.1)
+REAL_UNET_UNITS = 320 * 2 + 640 * 2 / 4 + 1280 * 2 / 16 + 1280 * 2 / 64  # Tango's UNet (arXiv 2404.09956 §3.1)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ architecture fits training, and dispatches prompt encoding, UNet conditioning an
 
 Families:
 - **Tango** (main_config.json layout, or `tiny`): FLAN-T5 hidden states through cross-attention;
-  the unconditional input is a zeroed embedding (the official dropout, PAPER.md §3.1).
+  the unconditional input is a zeroed embedding (the official dropout, arXiv 2404.09956 §3.1).
 - **AudioLDM** (a diffusers AudioLDMPipeline folder or hub id, model_index.json): the CLAP text
   embedding through the UNet's class embedding (`simple_projection`); unconditional = the
   embedding of "" (the pipeline's negative prompt). Checkpoints are pipeline folders.

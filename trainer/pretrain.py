@@ -1,6 +1,6 @@
 """`trainer pretrain`: a Tango-shaped text-to-audio latent diffusion model trained from nothing.
 
-The parts are Tango's (PAPER.md §3.1), in the classes the one Tango loader builds
+The parts are Tango's (arXiv 2404.09956 §3.1), in the classes the one Tango loader builds
 (curator.models.tango.load_tango), and the result is saved in the declare-lab layout, so
 `curator generate --model DIR` and `trainer run --model DIR` load it exactly like a downloaded
 checkpoint:

@@ -1,7 +1,7 @@
 """The config of `trainer pretrain`: one typed dataclass, validated on load, saved in the run folder.
 
 A pretraining run builds a Tango-shaped latent diffusion model from nothing: a frozen text
-encoder, a mel VAE, a HiFi-GAN vocoder and a v-prediction UNet (PAPER.md §3.1 names the parts;
+encoder, a mel VAE, a HiFi-GAN vocoder and a v-prediction UNet (arXiv 2404.09956 §3.1 names the parts;
 the sizes here are the miniature ones, made for two CPU cores). Values come from `--config FILE`
 (JSON or TOML, a flat table) and `--set key=value`, as for `trainer run`; unknown keys and
 out-of-range values are refused with a message naming them.
@@ -22,8 +22,8 @@ from typing import Any, Literal, get_type_hints
 from curator.errors import CuratorError
 from trainer.config import _type_error, read_config_file
 
-SAMPLE_RATE = 16_000  # PAPER.md §3.1
-HOP = 160  # AudioLDM's STFT hop (PAPER.md §3.1): 100 mel frames per second
+SAMPLE_RATE = 16_000  # arXiv 2404.09956 §3.1
+HOP = 160  # AudioLDM's STFT hop (arXiv 2404.09956 §3.1): 100 mel frames per second
 VAE_FACTOR = 4  # AudioLDM's VAE halves time and frequency twice (ch_mult of three levels)
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -63,7 +63,7 @@ class PretrainConfig:
     vocoder_learning_rate: float = 2e-3
     vocoder_clips: int = 400  # clips whose waveforms are kept for vocoder training
 
-    # --- UNet (UNet2DConditionModel, v-prediction as Tango, PAPER.md §3.1) ---
+    # --- UNet (UNet2DConditionModel, v-prediction as Tango, arXiv 2404.09956 §3.1) ---
     unet_channels: int = 32  # first level; later levels ×2 (capped at ×2)
     unet_levels: int = 3  # CrossAttnDownBlock2D for all but the last (Tango: 3 + 1)
     unet_layers: int = 1  # layers per block
@@ -73,7 +73,7 @@ class PretrainConfig:
     lr_warmup_steps: int = 200
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    uncond_prob: float = 0.1  # the caption replaced by "" (the sampler's unconditional input)  # PAPER.md §3.1
+    uncond_prob: float = 0.1  # the caption replaced by "" (the sampler's unconditional input)  # arXiv 2404.09956 §3.1
     snr_gamma: float = 5.0  # min-SNR loss weighting, Tango's main_config value; 0 = off
 
     # --- bookkeeping ---

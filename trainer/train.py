@@ -1,4 +1,4 @@
-"""`trainer run`: Diffusion-DPO fine-tuning of the Tango UNet on approved pairs (PAPER.md §4.2, §5.1).
+"""`trainer run`: Diffusion-DPO fine-tuning of the Tango UNet on approved pairs (arXiv 2404.09956 §4.2, §5.1).
 
 Reads top to bottom: 1. setup · 2. model and frozen reference · 3. data → cached latents ·
 4. optimizer and schedule · 4b. the reference pre-pass (trainer/reference.py: the reference's
@@ -7,7 +7,7 @@ terms of every DPO micro-batch computed once, then the reference leaves memory; 
 
 Schedule. An *epoch* is ceil(N / global batch) optimizer steps, global batch = per-device batch
 × accumulation × processes. The first `sft_epochs` epochs train the plain diffusion loss on
-(prompt, winner); then Diffusion-DPO (PAPER.md §5.1). The phase is a function of the global
+(prompt, winner); then Diffusion-DPO (arXiv 2404.09956 §5.1). The phase is a function of the global
 step only, so it is the same on every process (the official trainer flips it on the main
 process alone).
 
@@ -204,7 +204,7 @@ def make_batch(feats: Features, idx: torch.Tensor, gen: torch.Generator, *, num_
     timesteps = torch.randint(0, num_timesteps, (b,), generator=gen)
     noise = torch.randn(chosen.shape, generator=gen)
     drop = torch.rand(b, generator=gen) < uncond_prob  # one draw per pair: both halves alike
-    # Tango: the official dropout, a zeroed text embedding (PAPER.md §3.1); AudioLDM: the encoding of ""
+    # Tango: the official dropout, a zeroed text embedding (arXiv 2404.09956 §3.1); AudioLDM: the encoding of ""
     hidden[drop] = 0.0 if feats.null_hidden is None else feats.null_hidden
     return StepBatch(*(t.to(device) for t in (chosen, rejected, hidden, mask, timesteps, noise)))
 
@@ -420,7 +420,7 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
                resident_bytes=4.0 * (sum(p.numel() for p in tango.unet.parameters()) + frozen) if on_cpu else 0.0)
     scheduler = tango.scheduler
     unet = tango.unet
-    ref_unet = copy.deepcopy(unet).eval().requires_grad_(False)  # frozen reference (PAPER.md §4.2)
+    ref_unet = copy.deepcopy(unet).eval().requires_grad_(False)  # frozen reference (arXiv 2404.09956 §4.2)
     tango.text_encoder.requires_grad_(False)
     tango.vae.requires_grad_(False)
     tango.vocoder.requires_grad_(False)
@@ -452,7 +452,7 @@ def run_training(cfg: TrainConfig, pairs_loader: Callable[[], PairSet], *, resum
                      cfg.sft_epochs, cfg.dpo_epochs, cfg.max_steps)
     sampler = Sampler(len(feats), cfg.train_batch_size, accelerator.num_processes, accelerator.process_index, cfg.seed)
 
-    # 4. Optimizer and LR schedule (PAPER.md §5.1); the schedule is stepped once per optimizer step
+    # 4. Optimizer and LR schedule (arXiv 2404.09956 §5.1); the schedule is stepped once per optimizer step
     unet.to(device)  # on the device before the optimizer is built (the fused AdamW kernel needs it there)
     optimizer = make_optimizer(cfg, [p for p in unet.parameters() if p.requires_grad])
     lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,

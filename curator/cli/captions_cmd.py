@@ -1,4 +1,4 @@
-"""`curator captions import|select`: the caption sets of PAPER.md §4.1."""
+"""`curator captions import|select`: the caption sets of arXiv 2404.09956 §4.1."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, show_progress, user_errors
 
-captions_app = typer.Typer(help="Import captions and select T1 (PAPER.md §4.1).", no_args_is_help=True)
+captions_app = typer.Typer(help="Import captions and select T1 (arXiv 2404.09956 §4.1).", no_args_is_help=True)
 
 
 @captions_app.command("import")
@@ -34,7 +34,7 @@ def import_cmd(
 @captions_app.command("select")
 @user_errors
 def select_cmd(
-    clusters: int = typer.Option(200, "--clusters", help="KMeans clusters K (paper: 200, PAPER.md §4.1)."),
+    clusters: int = typer.Option(200, "--clusters", help="KMeans clusters K (paper: 200, arXiv 2404.09956 §4.1)."),
     per_cluster: int = typer.Option(70, "--per-cluster", help="Captions taken per cluster, closest to the centre first (paper: 70)."),
     model: str = typer.Option("all-MiniLM-L6-v2", "--model",
                               help="sentence-transformers id or folder (default: the packaged all-MiniLM-L6-v2; paper: thenlper/gte-large)."),

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     def generate(
         strategy: Strategy = typer.Option(..., "--strategy",
                                      help="1.1 (T1, 5/25/50/100 steps), 1.2 (T1, 4 seeds × 50 steps), "
-                                          "2 (T1, caption vs perturbed caption), 3 (T2, the same) — PAPER.md §4.1."),
+                                          "2 (T1, caption vs perturbed caption), 3 (T2, the same) — arXiv 2404.09956 §4.1."),
         model: Optional[str] = typer.Option(None, "--model",
                                             help="world | tiny | Tango folder (main_config.json) | declare-lab/... | "
                                                  "diffusers AudioLDM/AudioLDM2 folder or hub id."),

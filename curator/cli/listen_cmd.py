@@ -42,7 +42,7 @@ def _num(x: Optional[float]) -> str:
 def register(app: typer.Typer) -> None:
     from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS, DEFAULT_N_PROMPTS
 
-    listen = typer.Typer(help="Listening sessions (PAPER.md §5.3): clip sets, sessions, results.",
+    listen = typer.Typer(help="Listening sessions (arXiv 2404.09956 §5.3): clip sets, sessions, results.",
                          no_args_is_help=True)
     app.add_typer(listen, name="listen")
     clip_set = typer.Typer(help="Make a clip set: one system's clips, one per prompt.", no_args_is_help=True)
@@ -104,12 +104,12 @@ def register(app: typer.Typer) -> None:
             [], "--clip-set", help="A clip set (system) by name; repeat for each system (at least one)."),
         prompts: int = typer.Option(DEFAULT_N_PROMPTS, "--prompts",
                                     help="Prompts drawn with --seed from the captions every clip set covers "
-                                         "(PAPER.md §5.3: 50)."),
+                                         "(arXiv 2404.09956 §5.3: 50)."),
         caption: List[int] = typer.Option([], "--caption", help="Use these caption ids as the prompts instead "
                                                                "of drawing --prompts (repeatable)."),
         split: Optional[str] = typer.Option(None, "--split", help="Draw only captions of this split (e.g. test)."),
         raters_per_clip: int = typer.Option(DEFAULT_MIN_RATERS, "--raters-per-clip",
-                                            help="Ratings each clip needs from kept raters (PAPER.md §5.3: ≥ 4)."),
+                                            help="Ratings each clip needs from kept raters (arXiv 2404.09956 §5.3: ≥ 4)."),
         gold: Optional[int] = typer.Option(None, "--gold", help="Gold items (a clip shown with another prompt; "
                                                                "default 10 % of the clips, at least 2; 0: none)."),
         gold_threshold: float = typer.Option(DEFAULT_GOLD_REL_THRESHOLD, "--gold-threshold",

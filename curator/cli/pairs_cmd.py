@@ -10,14 +10,14 @@ import typer
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, show_progress, user_errors
 from db.session import open_store
 
-presets_app = typer.Typer(help="Threshold presets of the filter (α, β, Δ per model; PAPER.md §4.1.2).",
+presets_app = typer.Typer(help="Threshold presets of the filter (α, β, Δ per model; arXiv 2404.09956 §4.1.2).",
                           no_args_is_help=True)
 
 
 @user_errors
 def pairs(db: DbOpt = DB_DEFAULT,
           batch_size: int = typer.Option(5000, min=1, help="Pairs inserted (and committed) per batch.")) -> None:
-    """Build candidate pairs from scored clips (PAPER.md §4.1.2).
+    """Build candidate pairs from scored clips (arXiv 2404.09956 §4.1.2).
 
     Strategies 1.1 and 1.2: the clip scoring highest under MODEL 1 wins; each other clip loses (3 pairs).
 

@@ -1,4 +1,4 @@
-"""`curator perturb`: Strategy 2 (on T1) or 3 (on T2) perturbed captions from an LLM (PAPER.md §4.1)."""
+"""`curator perturb`: Strategy 2 (on T1) or 3 (on T2) perturbed captions from an LLM (arXiv 2404.09956 §4.1)."""
 
 from __future__ import annotations
 

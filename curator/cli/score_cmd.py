@@ -1,4 +1,4 @@
-"""`curator score`: CLAP scores of every clip under an ensemble of models (PAPER.md §4.1.2)."""
+"""`curator score`: CLAP scores of every clip under an ensemble of models (arXiv 2404.09956 §4.1.2)."""
 
 from __future__ import annotations
 

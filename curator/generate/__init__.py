@@ -1,5 +1,5 @@
 """Generation: backends (Tango, AudioLDM/AudioLDM2 pipelines, the miniature world) and the
-strategy runner of PAPER.md §4.1 (`curator.generate.run.run_generation`)."""
+strategy runner of arXiv 2404.09956 §4.1 (`curator.generate.run.run_generation`)."""
 
 from curator.generate.backends import (
     AudioLDM2Generator,

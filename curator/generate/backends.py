@@ -32,7 +32,7 @@ def _check_request(prompts: Sequence[str], seeds: Sequence[int]) -> None:
 
 
 class TangoGenerator:
-    """Tango text → audio at 16 kHz, batched as given (PAPER.md §3.1)."""
+    """Tango text → audio at 16 kHz, batched as given (arXiv 2404.09956 §3.1)."""
 
     name = "tango"
     sample_rate = SAMPLE_RATE

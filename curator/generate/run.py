@@ -1,4 +1,4 @@
-"""The generation strategies of PAPER.md §4.1, run over the store.
+"""The generation strategies of arXiv 2404.09956 §4.1, run over the store.
 
 | strategy | captions | slots (AudioClip.slot)                                   | steps        |
 |----------|----------|----------------------------------------------------------|--------------|
@@ -6,7 +6,7 @@
 | 1.2      | T1       | 0..3 → four seeds                                        | 50           |
 | 2        | T1       | 0 → the caption, 1 → one of its Strategy-2 perturbations | 50           |
 | 3        | T2       | 0 → the caption, 1 → one of its Strategy-3 perturbations | 50           |
-All with guidance 3 (PAPER.md §3.1/§4.1).
+All with guidance 3 (arXiv 2404.09956 §3.1/§4.1).
 
 Seeds are derived from (seed, caption text, strategy, slot) and recorded per clip. Within a
 caption, 1.1's four step counts share one seed (the clips differ only in steps) and 2/3's caption
@@ -38,11 +38,11 @@ from curator.backends import Generator
 from curator.errors import CuratorError
 from db.models import STRATEGIES, AudioClip, Caption, Perturbation
 
-GUIDANCE = 3.0  # PAPER.md §3.1, §4.1
-STEPS_1_1 = (5, 25, 50, 100)  # PAPER.md §4.1, Strategy 1.1
-STEPS = 50  # PAPER.md §4.1, Strategies 1.2, 2, 3
-SLOTS_1_2 = 4  # PAPER.md §4.1, Strategy 1.2: four clips per caption
-DURATION_S = 10.24  # Tango's clip length: 1024 mel frames → 256 latent frames (PAPER.md §3.1)
+GUIDANCE = 3.0  # arXiv 2404.09956 §3.1, §4.1
+STEPS_1_1 = (5, 25, 50, 100)  # arXiv 2404.09956 §4.1, Strategy 1.1
+STEPS = 50  # arXiv 2404.09956 §4.1, Strategies 1.2, 2, 3
+SLOTS_1_2 = 4  # arXiv 2404.09956 §4.1, Strategy 1.2: four clips per caption
+DURATION_S = 10.24  # Tango's clip length: 1024 mel frames → 256 latent frames (arXiv 2404.09956 §3.1)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Tango at its true dimensions, with random weights: for measuring what a real training step or
 generation batch costs without downloading a checkpoint.
 
-The architecture is the published one (PAPER.md §3.1): the UNet of declare-lab/tango's
+The architecture is the published one (arXiv 2404.09956 §3.1): the UNet of declare-lab/tango's
 `configs/diffusion_model_config.json` (curator.models.tango.TANGO_UNET_CONFIG), AudioLDM's VAE
 and STFT as the declare-lab checkpoints publish them in `vae_config.json` / `stft_config.json`,
 AudioLDM's 16 kHz / 64-mel HiFi-GAN (tango.HIFIGAN_16K_64), and a T5 encoder of
@@ -37,7 +37,7 @@ from curator.models.tango import (
     vocoder_from_config,
 )
 
-# FLAN-T5-Large's encoder (PAPER.md §3.1: hidden size 1024), as transformers T5Config arguments.
+# FLAN-T5-Large's encoder (arXiv 2404.09956 §3.1: hidden size 1024), as transformers T5Config arguments.
 FLAN_T5_LARGE: dict[str, Any] = {
     "vocab_size": 32128,
     "d_model": 1024,

@@ -1,4 +1,4 @@
-"""Tango (PAPER.md §3.1) in diffusers/transformers classes, read from and written to the
+"""Tango (arXiv 2404.09956 §3.1) in diffusers/transformers classes, read from and written to the
 declare-lab checkpoint layout. The ONE Tango loader: the curator and the trainer both use it.
 
 API (others call these; names and signatures are agreed):
@@ -70,7 +70,7 @@ TEXT_ENCODER_DIR = "text_encoder"
 SCHEDULER_DIR = "scheduler"
 EXTRA_FILES = (UNET_CONFIG, VOCODER_CONFIG, f"{TEXT_ENCODER_DIR}/*", f"{SCHEDULER_DIR}/*")
 
-# The Tango UNet (PAPER.md §3.1; declare-lab/tango configs/diffusion_model_config.json).
+# The Tango UNet (arXiv 2404.09956 §3.1; declare-lab/tango configs/diffusion_model_config.json).
 TANGO_UNET_CONFIG: dict[str, Any] = {
     "act_fn": "silu",
     "attention_head_dim": [5, 10, 20, 20],
@@ -97,7 +97,7 @@ TANGO_UNET_CONFIG: dict[str, Any] = {
 }
 
 # Noise schedule: stabilityai/stable-diffusion-2-1's scheduler config read as a DDPMScheduler,
-# as the official code does (PAPER.md §3.1): 1000 steps, scaled_linear 0.00085–0.012, v-prediction.
+# as the official code does (arXiv 2404.09956 §3.1): 1000 steps, scaled_linear 0.00085–0.012, v-prediction.
 SD21_SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "beta_start": 0.00085,
@@ -109,7 +109,7 @@ SD21_SCHEDULER_CONFIG: dict[str, Any] = {
     "timestep_spacing": "leading",
 }
 
-# AudioLDM's HiFi-GAN (16 kHz, 64 mels; PAPER.md §3.1), in the original config's names.
+# AudioLDM's HiFi-GAN (16 kHz, 64 mels; arXiv 2404.09956 §3.1), in the original config's names.
 HIFIGAN_16K_64: dict[str, Any] = {
     "resblock": "1",
     "upsample_rates": [5, 4, 2, 2, 2],
@@ -121,7 +121,7 @@ HIFIGAN_16K_64: dict[str, Any] = {
     "sampling_rate": 16000,
 }
 
-GUIDANCE = 3.0  # classifier-free guidance scale (PAPER.md §3.1)
+GUIDANCE = 3.0  # classifier-free guidance scale (arXiv 2404.09956 §3.1)
 
 
 # --------------------------------------------------------------------------- configs
@@ -579,7 +579,7 @@ def stft_buffers(stft: StftConfig) -> dict[str, torch.Tensor]:
 def default_scheduler():
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(**SD21_SCHEDULER_CONFIG)  # PAPER.md §3.1
+    return DDPMScheduler(**SD21_SCHEDULER_CONFIG)  # arXiv 2404.09956 §3.1
 
 
 # --------------------------------------------------------------------------- loading
@@ -754,7 +754,7 @@ def load_tango(path_or_hub_id: str | Path, *, device: str | torch.device = "cpu"
 
     for module in (text_encoder, unet, vae, vocoder):
         module.eval()
-    text_encoder.requires_grad_(False)  # frozen (PAPER.md §3.1)
+    text_encoder.requires_grad_(False)  # frozen (arXiv 2404.09956 §3.1)
     tango = Tango(
         tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, vae=vae, vocoder=vocoder,
         scheduler=scheduler, stft=stft, mel_basis=mel_basis, config=asdict(main), source=source,
@@ -799,7 +799,7 @@ def _load_scheduler(folder: Path, scheduler_name: str):
     if scheduler_name:
         try:
             return DDPMScheduler.from_pretrained(scheduler_name, subfolder="scheduler")
-        except Exception:  # offline or not cached: the same values, from PAPER.md §3.1
+        except Exception:  # offline or not cached: the same values, from arXiv 2404.09956 §3.1
             pass
     return default_scheduler()
 
@@ -894,7 +894,7 @@ def encode_text(tango: Tango, prompts: Sequence[str]) -> tuple[torch.Tensor, tor
 def _encode_ids(tango: Tango, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     device = tango.text_encoder.device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    with torch.no_grad():  # the text encoder is frozen (PAPER.md §3.1)
+    with torch.no_grad():  # the text encoder is frozen (arXiv 2404.09956 §3.1)
         hidden = tango.text_encoder(input_ids=input_ids, attention_mask=attention_mask)[0]  # (B, L, D)
     return hidden, attention_mask == 1
 
@@ -954,7 +954,7 @@ def latent_to_waveform(tango: Tango, latents: torch.Tensor) -> torch.Tensor:
 
 def latent_frames(tango: Tango, duration_s: float) -> int:
     """Latent time length for a clip of duration_s: mel frames / VAE factor, rounded up to what
-    the UNet's downsampling needs (10.24 s → 1024 frames → 256, PAPER.md §3.1)."""
+    the UNet's downsampling needs (10.24 s → 1024 frames → 256, arXiv 2404.09956 §3.1)."""
     if not (duration_s > 0 and math.isfinite(duration_s)):
         raise CuratorError(f"duration must be a positive number of seconds, got {duration_s!r}")
     frames = math.ceil(duration_s * tango.sample_rate / tango.stft.hop_length)

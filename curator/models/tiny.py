@@ -93,7 +93,7 @@ TINY_UNET = {
     "attention_head_dim": [2, 4],
     "cross_attention_dim": 32,
     "norm_num_groups": 32,
-    "use_linear_projection": True,  # as Tango's (PAPER.md §3.1)
+    "use_linear_projection": True,  # as Tango's (arXiv 2404.09956 §3.1)
     "upcast_attention": True,
 }
 

@@ -1,4 +1,4 @@
-"""Prompts and answer parsing for Strategies 2 and 3 (PAPER.md §4.1).
+"""Prompts and answer parsing for Strategies 2 and 3 (arXiv 2404.09956 §4.1).
 
 An answer is parsed line by line. Lines that start with a list marker — "1.", "1)", "(1)", "1:",
 "-", "*", "•" or "–" — are the perturbed captions. An answer without any marker is accepted only
@@ -19,7 +19,7 @@ from curator.captions import CONTROL_RE
 from curator.errors import CuratorError
 
 PERTURB_STRATEGIES = ("2", "3")
-N_PERTURBATIONS = 5  # five perturbed captions per caption, PAPER.md §4.1
+N_PERTURBATIONS = 5  # five perturbed captions per caption, arXiv 2404.09956 §4.1
 
 _MARKER_RE = re.compile(r"^\s*(?:\(?\d{1,3}\s*[.):]\s*|[-*•–]\s+)")
 _QUOTES = "\"'“”‘’«»`"
@@ -29,7 +29,7 @@ _PUNCT_RE = re.compile(f"[{re.escape(string.punctuation + _QUOTES)}]")
 def check_strategy(strategy: str) -> str:
     strategy = str(strategy)
     if strategy not in PERTURB_STRATEGIES:
-        raise CuratorError(f"unknown perturbation strategy {strategy!r}: expected 2 or 3 (PAPER.md §4.1)")
+        raise CuratorError(f"unknown perturbation strategy {strategy!r}: expected 2 or 3 (arXiv 2404.09956 §4.1)")
     return strategy
 
 

@@ -1,4 +1,4 @@
-"""Run Strategy 2 or 3 perturbations over T1 or T2 (PAPER.md §4.1), resumably.
+"""Run Strategy 2 or 3 perturbations over T1 or T2 (arXiv 2404.09956 §4.1), resumably.
 
 Requests go out on a thread pool of `concurrency` workers; only the calling thread touches the
 Session. Each answer is committed as it lands (a PerturbationRequest with the raw text, plus one
@@ -46,7 +46,7 @@ class PerturbCounts:
 
 
 def captions_for(session: Session, strategy: str) -> list[Caption]:
-    """Strategy 2 runs on T1 (the latest selection), Strategy 3 on T2 (PAPER.md §4.1)."""
+    """Strategy 2 runs on T1 (the latest selection), Strategy 3 on T2 (arXiv 2404.09956 §4.1)."""
     return t1_captions(session) if check_strategy(strategy) == "2" else t2_captions(session)
 
 

@@ -1,4 +1,4 @@
-"""CLAP scoring (PAPER.md §4.1.2): the ClapModel scorer, laion `.pt` loading, tiny models, the runner."""
+"""CLAP scoring (arXiv 2404.09956 §4.1.2): the ClapModel scorer, laion `.pt` loading, tiny models, the runner."""
 
 from curator.scoring.clap import DEFAULT_PROCESSOR_SOURCE, ClapScorer, load_clap
 from curator.scoring.laion import load_laion_clap

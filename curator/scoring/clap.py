@@ -1,6 +1,6 @@
 """The CLAP scorer: transformers' `ClapModel` behind the `curator.backends.Scorer` interface.
 
-score(text, clip) = cosine of the L2-normalised text and audio embeddings (PAPER.md §4.1.2).
+score(text, clip) = cosine of the L2-normalised text and audio embeddings (arXiv 2404.09956 §4.1.2).
 Audio is embedded in batches; each distinct text is embedded once per scorer and kept (the text
 embedding cache), so the 4 clips of a Strategy 1 caption or the 2 of a Strategy 2/3 instance cost
 one text pass. Waveforms arrive at 48 kHz (`CLAP_SAMPLE_RATE`; the runner resamples with soxr as

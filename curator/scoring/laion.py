@@ -1,7 +1,7 @@
 """laion-clap `.pt` checkpoints ↔ transformers `ClapModel`.
 
 The paper filters pairs with laion-clap's 630k-audioset-best.pt (model 1) and 630k-best.pt
-(model 2) (PAPER.md §4.1.2): HTSAT-tiny audio encoder, roberta-base text encoder, unfused. Those
+(model 2) (arXiv 2404.09956 §4.1.2): HTSAT-tiny audio encoder, roberta-base text encoder, unfused. Those
 files hold the state dict of laion's `CLAP` module (LAION-AI/CLAP, clap_module/model.py and
 htsat.py), wrapped by their DDP trainer as ``{"epoch", "name", "state_dict": {"module.<key>":
 tensor}, "optimizer"}``; the optimizer's learning rate is a numpy float64 (its cosine schedule), so

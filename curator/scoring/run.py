@@ -1,4 +1,4 @@
-"""Score every clip in the store under every model of the ensemble (PAPER.md §4.1.2).
+"""Score every clip in the store under every model of the ensemble (arXiv 2404.09956 §4.1.2).
 
 Each AudioClip is scored against the text of its CAPTION — also the loser clips of Strategies
 2 and 3, which were generated from a perturbed caption: the pair filter compares

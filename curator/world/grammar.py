@@ -67,7 +67,7 @@ EVENTS: dict[str, EventSpec] = {
 }
 
 LEVELS = ("loud", "soft")
-# relation word → how the next event is placed (PAPER.md §4.1: T2's keywords while/before/after/then/followed)
+# relation word → how the next event is placed (arXiv 2404.09956 §4.1: T2's keywords while/before/after/then/followed)
 RELATIONS = {"then": "seq", "and then": "seq", "followed by": "seq", "before": "seq", "after": "rev",
              "while": "overlap", "and": "overlap"}
 WRITTEN_RELATIONS = ("then", "followed by", "before", "after", "while")  # what `random_caption` writes

@@ -15,14 +15,14 @@ Score (`WorldJudge.score`): CLAP-like alignment in [0, 1] of (caption, clip) fro
     count term (a counted event heard a different number of times lowers it) ×
     quality (share of the clip's energy that events, not noise, explain),
 mapped to [lo, hi] so that a faithful render scores ≈ 0.6–0.8 and each missing, misordered or
-extra event lowers it — the ranges where the paper's thresholds (PAPER.md §4.1.2: α1 0.45,
+extra event lowers it — the ranges where the paper's thresholds (arXiv 2404.09956 §4.1.2: α1 0.45,
 α2 0.60, β1 0.40) mean something. Two variants weigh the terms differently and add a small
 deterministic noise (seeded by a hash of the audio and the text), like two CLAP checkpoints.
 
 A caption the grammar cannot parse scores 0.0 — below every threshold, so the filter drops its
 pairs — with one warning per caption naming it. An empty clip is refused (CaptionError).
 
-`temporal_metrics` reports STEAM-style figures (PAPER.md §5.3): event presence (precision,
+`temporal_metrics` reports STEAM-style figures (arXiv 2404.09956 §5.3): event presence (precision,
 recall), ordering error rate, onset error, count error rate — against the caption, or against a
 render's truth.
 """
@@ -322,7 +322,7 @@ VARIANTS = {
     "world-judge-a": JudgeVariant(lo=0.30, hi=0.72, precision_power=1.0, order_weight=0.35, count_weight=0.2, quality_power=1.0, noise_std=0.012),
     "world-judge-b": JudgeVariant(lo=0.36, hi=0.79, precision_power=1.3, order_weight=0.30, count_weight=0.25, quality_power=0.8, noise_std=0.015),
 }
-UNPARSEABLE_SCORE = 0.0  # below every threshold of PAPER.md §4.1.2, so such pairs never survive
+UNPARSEABLE_SCORE = 0.0  # below every threshold of arXiv 2404.09956 §4.1.2, so such pairs never survive
 
 
 def _soft(strength: float) -> float:

@@ -1,6 +1,6 @@
 """The `world` perturber: rule-based Strategy 2 and 3 perturbations from the caption grammar.
 
-Strategy 2 (PAPER.md §4.1): swap one or two events for related ones (the rest of the caption,
+Strategy 2 (arXiv 2404.09956 §4.1): swap one or two events for related ones (the rest of the caption,
 its relations and modifiers, stays), so the caption keeps some concepts but is wrong about
 the audio. Strategy 3: change the order of events (swap two, or turn "before" into "after"),
 or add or remove one event. Deterministic: the choices are seeded by the caption text.
@@ -16,7 +16,7 @@ import numpy as np
 from curator.errors import CuratorError
 from curator.world.grammar import EVENTS, MAX_EVENTS, Mention, Scene, parse_caption, random_mention
 
-N_PERTURBATIONS = 5  # PAPER.md §4.1: five perturbed captions per caption
+N_PERTURBATIONS = 5  # arXiv 2404.09956 §4.1: five perturbed captions per caption
 _FLIP = {"before": "after", "after": "before", "then": "after", "followed by": "after", "and then": "after",
          "while": "then", "and": "then"}
 

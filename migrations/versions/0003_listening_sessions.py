@@ -1,4 +1,4 @@
-"""listening sessions: clip sets, OVL/REL listening sessions and ratings (PAPER.md §5.3)
+"""listening sessions: clip sets, OVL/REL listening sessions and ratings (arXiv 2404.09956 §5.3)
 
 Revision ID: 0003
 Revises: 0002

@@ -59,8 +59,8 @@ def test_bad_captions_are_refused_naming_the_caption(caption, words):
         parse_caption(caption)
     assert words in str(err.value)
     assert isinstance(err.value, CuratorError)
-    if caption:
-        assert repr(caption) in str(err.value)
+    if caption:  # named by its start: error messages quote at most a short prefix of a value
+        assert repr(caption)[:40] in str(err.value)
 
 
 def test_world_captions_command(tmp_path):

@@ -1,6 +1,6 @@
 """The Gradio rater app: builds components and wires events; the work is in audit.py/tuning.py.
 
-CONTRACT with annotate_ui/listening_tab.py (H-listen), agreed at the start of issue 4:
+What annotate_ui/listening_tab.py relies on from this module:
 
     def build_listening_tab(ctx: UIContext) -> None
         Called inside `with gr.Tab("Listening sessions"):` of this app's gr.Blocks; builds that
@@ -63,12 +63,7 @@ from db.annotation import DEFAULT_OVERLAP
 
 log = logging.getLogger(__name__)
 
-try:  # H-listen's tab (part 6); the app works without it
-    from annotate_ui.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
-except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the checkout
-    if _exc.name != "annotate_ui.listening_tab":
-        raise
-    build_listening_tab, LISTENING_KEYBOARD_JS = None, ""
+from annotate_ui.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
 
 
 @dataclass
@@ -512,9 +507,8 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                     undo_btn = gr.Button("Undo last vote  [u]", elem_id="audit-undo")
             with gr.Tab("Threshold tuning", id="tuning", visible=False, elem_id="tab-tuning") as tuning_tab:
                 tuning_parts = _build_tuning(ctx)
-            if build_listening_tab is not None:
-                with gr.Tab("Listening sessions", id="listening"):
-                    build_listening_tab(ctx)
+            with gr.Tab("Listening sessions", id="listening"):
+                build_listening_tab(ctx)
             build_runs_tab(ctx)
 
         audit_out = [assignment, caption, players, progress_md, message, note]

@@ -1,4 +1,4 @@
-"""The blind pair audit: queue, assignment with overlap, votes, undo, skip (issue 4, parts 3 and 5).
+"""The blind pair audit: queue, assignment with overlap, votes, undo, skip.
 
 Every function takes the caller's Session and flushes; the caller (a UI handler, the CLI, a test)
 commits. The functions never trust an identity or a path from the browser: the user is an

@@ -1,4 +1,4 @@
-"""Accounts of the rater app: argon2 password hashes, roles, login checks (issue 4, part 1–2).
+"""Accounts of the rater app: argon2 password hashes, roles, login checks.
 
 Passwords only ever exist as argon2id hashes (argon2-cffi's PasswordHasher defaults); no function
 here logs or returns a password, and error messages never include one.

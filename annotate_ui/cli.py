@@ -1,4 +1,4 @@
-"""`annotate-ui`: launch the rater app on a migrated store (issue 4, part 1)."""
+"""`annotate-ui`: launch the rater app on a migrated store."""
 
 from __future__ import annotations
 

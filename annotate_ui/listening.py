@@ -1,4 +1,4 @@
-"""Listening sessions (issue 4, part 6; arXiv 2404.09956 §5.3): plain functions over a Session.
+"""Listening sessions (arXiv 2404.09956 §5.3): plain functions over a Session.
 
 Flow:
 1. Clip sets — one system's clips for a set of prompts: `create_clip_set` (explicit clips) or

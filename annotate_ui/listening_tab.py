@@ -1,4 +1,4 @@
-"""The "Listening sessions" tab (issue 4, part 6): Gradio components and event wiring only.
+"""The "Listening sessions" tab: Gradio components and event wiring only.
 
 The work is in `annotate_ui.listening`. `build_listening_tab(ctx)` follows the contract at the
 top of `annotate_ui/app.py`: every handler takes `request: gr.Request` and starts with

@@ -1,5 +1,5 @@
 """The admins' threshold view: the filter of arXiv 2404.09956 §4.1.2 recomputed per slider move, checked
-against the human audit (issue 4, parts 4 and 5).
+against the human audit.
 
 The pair table is loaded once (`TuningData.load`); a slider move is then `view(data, thresholds)`:
 the keep mask, kept counts per strategy (Table 2), the α/Δ histograms per model, kept vs dropped
@@ -148,7 +148,7 @@ def thresholds_from_sliders(alpha1, alpha2, beta1, beta2, d1_min, d1_max, d2_min
 
 
 # --------------------------------------------------------------------------------------------
-# Where to spend human effort (part 5)
+# Where to spend human effort
 # --------------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ on a PairTable. Bare numpy ("minimal"): one boolean expression of the ten condit
 np.histogram of the kept values of the four columns. Bare numpy ("same work"): the same mask plus
 np.histogram of kept AND dropped values (8 histograms) and np.bincount per strategy. Warm = median
 of REPEAT runs after one warm-up run (the first call caches the histogram bin of every row).
-Goal (issue 2): ours ≤ 3× minimal and ≤ 100 ms warm at N = 1,000,000.
+Goal: ours ≤ 3× minimal and ≤ 100 ms warm at N = 1,000,000.
 """
 
 from __future__ import annotations

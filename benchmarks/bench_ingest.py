@@ -9,7 +9,7 @@ by the client (no RETURNING needed), committing every BATCH pairs too:
 - SQLite: sqlite3 `executemany` (same pragmas: WAL, synchronous=NORMAL, foreign keys on);
 - PostgreSQL: psycopg 3 `executemany` (pipeline mode), and also `COPY … FROM STDIN`.
 Each side gets a fresh migrated store with the same clips; the sides take the same batches in turn
-(rotating who goes first), so load from other processes falls on all alike. Goal (issue 2): ours ≥ 0.5× raw.
+(rotating who goes first), so load from other processes falls on all alike. Goal: ours ≥ 0.5× raw.
 """
 
 from __future__ import annotations

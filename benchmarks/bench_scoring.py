@@ -11,7 +11,7 @@ already decoded and resampled to 48 kHz (identical for both sides, so not timed)
   normalised embeddings;
 - for the breakdown, also the engine at batch size 1 with its text cache cleared before every clip.
 
-Both sides must give the same scores (checked). Goal (issue 2): batched ≥ 3× faster.
+Both sides must give the same scores (checked). Goal: batched ≥ 3× faster.
 
     .venv/bin/python benchmarks/bench_scoring.py [--captions 16] [--batch-size 16] [--device cpu] [--rounds 3]
 """

@@ -1,4 +1,4 @@
-"""Step time and peak memory: this trainer vs an official-style Diffusion-DPO step (issue 5).
+"""Step time and peak memory: this trainer vs an official-style Diffusion-DPO step.
 
 Same tiny Tango, same batch of pairs, same optimizer, one run:
 

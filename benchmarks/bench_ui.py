@@ -1,4 +1,4 @@
-"""Rater-app benchmarks (issue 4, Benchmarks).
+"""Rater-app benchmarks.
 
 1. Next-pair latency with R concurrent raters on loopback. The app runs as `annotate-ui` in its own
    process; each rater logs in over raw HTTP (httpx) and does what the page does: POST

@@ -1,4 +1,4 @@
-"""Raters and the blind pair audit (issue 4, parts 1–3 and 5).
+"""Raters and the blind pair audit.
 
 * `User`: an account of the rater app; the password is kept only as an argon2 hash.
 * `AuditItem`: a pair put in the audit queue by an admin (why, how urgent, how many raters).
@@ -27,7 +27,7 @@ ROLES = ("admin", "rater")
 VERDICTS = ("A", "B", "both_good", "both_bad")
 OUTCOMES = ("winner", "loser", "both_good", "both_bad")
 ASSIGNMENT_STATES = ("assigned", "done", "skipped")
-DEFAULT_OVERLAP = 3  # issue 4, part 3: each pair to N distinct raters
+DEFAULT_OVERLAP = 3  # each pair to N distinct raters
 
 
 class User(Base):

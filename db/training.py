@@ -1,4 +1,4 @@
-"""Training runs of `trainer run` (issue 5): what was trained, on which pairs, and how it went.
+"""Training runs of `trainer run`: what was trained, on which pairs, and how it went.
 
 One row per run. `config` is the validated trainer config (the same JSON saved in every
 checkpoint); `source_hash` is the sha256 of the pair set actually trained on (prompt + clip

@@ -1,4 +1,4 @@
-"""The blind pair audit without Gradio, on SQLite and PostgreSQL (issue 4, part 3, 5 and Bad input)."""
+"""The blind pair audit without Gradio, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The threshold view logic, the precision statistic and the least-sure queue fill (issue 4, parts 4–5)."""
+"""The threshold view logic, the precision statistic and the least-sure queue fill."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`curator listen ...` (issue 4, part 6): clip sets, sessions, open/close and results from the
+"""`curator listen ...`: clip sets, sessions, open/close and results from the
 command line, on SQLite and PostgreSQL (`store_url`); a clip set written by `trainer eval` is
 listed and usable; every user error is one line."""
 

@@ -1,4 +1,4 @@
-"""Listening sessions (issue 4, part 6; arXiv 2404.09956 §5.3): clip sets, sessions, blind per-rater
+"""Listening sessions (arXiv 2404.09956 §5.3): clip sets, sessions, blind per-rater
 order, ratings with their bad input, gold screening, results and exports — on SQLite and
 PostgreSQL (`session` fixture)."""
 

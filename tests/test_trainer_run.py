@@ -167,8 +167,7 @@ def test_cli_two_steps_then_curator_generate(tmp_path):
     data = json.loads(report.read_text())
     assert data["n"] == 2 and set(data["mean"]) == {"world-judge-a"}
 
-    # and the command itself, when the store's caption module is in this checkout
-    pytest.importorskip("curator.captions", reason="curator generate needs curator.captions (H-text)")
+    # and the command itself
     from db.models import Caption, Selection, SelectionRun, text_hash
     from db.session import dispose_engines, open_store, upgrade
 

@@ -1,5 +1,5 @@
 """The launched Gradio app through its HTTP API (gradio_client, httpx): access, roles, stamping,
-replays, missing audio, escaping, presets, logout; and the load test (issue 4, Tests and Bad input)."""
+replays, missing audio, escaping, presets, logout; and the load test."""
 
 from __future__ import annotations
 
@@ -318,5 +318,5 @@ def _load(store_url, audio_store, n_raters, votes_each, overlap):
 
 @pytest.mark.slow
 def test_load_20_raters_in_parallel(store_url, audio_store):
-    """20 raters × 200 votes each through the HTTP API (issue 4's load test; a few minutes per back end)."""
+    """20 raters × 200 votes each through the HTTP API (the load test; a few minutes per back end)."""
     _load(store_url, audio_store, n_raters=20, votes_each=200, overlap=3)

@@ -1,6 +1,6 @@
 """A real browser (Debian's Chromium through Playwright, no browser download) against the launched app:
 a rater logs in and votes on three pairs with the keyboard; an admin moves a slider and the counts
-change; a rater has no admin tab (issue 4, Tests)."""
+change; a rater has no admin tab."""
 
 from __future__ import annotations
 

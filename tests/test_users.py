@@ -1,4 +1,4 @@
-"""Accounts: argon2 hashes, login checks, `curator users add|list|disable` (issue 4, part 1)."""
+"""Accounts: argon2 hashes, login checks, `curator users add|list|disable`."""
 
 from __future__ import annotations
 

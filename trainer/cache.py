@@ -1,4 +1,4 @@
-"""Latents and text encodings, computed once and kept on disk (issue 5, part 3).
+"""Latents and text encodings, computed once and kept on disk.
 
 The official trainer recomputes the STFT and the VAE encoder for every clip at every step; here
 each clip is decoded, padded/trimmed to `duration_s`, turned into a log-mel (waveform_to_mel)

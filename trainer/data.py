@@ -254,11 +254,7 @@ def apply_policy(policy: str, verdicts: Verdicts | None) -> str:
 
 
 def _verdict_counts(session, pair_ids: Sequence[int]) -> dict[int, Verdicts]:
-    try:
-        from annotate_ui.audit import verdict_counts
-    except ImportError:
-        raise CuratorError("audit policies other than 'ignore' need the rater app's audits "
-                           "(annotate_ui.audit.verdict_counts is not installed)") from None
+    from annotate_ui.audit import verdict_counts  # only store sources with an audit policy read the votes
     raw = verdict_counts(session, list(pair_ids))
     return {int(pid): _as_verdicts(v) for pid, v in raw.items()}
 

@@ -29,15 +29,14 @@ from curator.cli import db_cmd  # noqa: E402
 
 db_cmd.register(app)
 
+from curator.cli import (  # noqa: E402
+    captions_cmd, demo_cmd, export_cmd, generate_cmd, listen_cmd, pairs_cmd, perturb_cmd, score_cmd, users_cmd,
+    world_cmd,
+)
+
 # Command groups registered in pipeline order; each module has register(app).
-for _name in ("captions_cmd", "perturb_cmd", "generate_cmd", "score_cmd", "pairs_cmd",
-              "export_cmd", "world_cmd", "demo_cmd", "users_cmd", "listen_cmd"):
-    try:
-        _mod = __import__(f"curator.cli.{_name}", fromlist=["register"])
-    except ModuleNotFoundError as exc:  # a group not built yet in this checkout
-        if exc.name != f"curator.cli.{_name}":
-            raise
-        continue
+for _mod in (captions_cmd, perturb_cmd, generate_cmd, score_cmd, pairs_cmd, export_cmd, world_cmd, demo_cmd,
+             users_cmd, listen_cmd):
     _mod.register(app)
 
 

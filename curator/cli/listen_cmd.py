@@ -1,4 +1,4 @@
-"""`curator listen ...`: clip sets and listening sessions from the command line (issue 4, part 6).
+"""`curator listen ...`: clip sets and listening sessions from the command line.
 
 The same functions as the rater app's admin part (annotate_ui.listening); raters rate in the app.
 

@@ -1,4 +1,4 @@
-"""raters and audits: users (argon2 hashes), the audit queue and blind audit assignments (issue 4)
+"""raters and audits: users (argon2 hashes), the audit queue and blind audit assignments
 
 Revision ID: 0002
 Revises: 0001

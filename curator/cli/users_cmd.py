@@ -13,6 +13,15 @@ from db.annotation import ROLES
 Role = choices("Role", ROLES)
 
 
+def _read_password(password_file, prompt: str) -> str:
+    """The password from PASSWORD_FILE, else asked twice at a hidden prompt; checked either way."""
+    from annotate_ui.auth import check_password, read_password_file
+
+    if password_file is not None:
+        return read_password_file(password_file)
+    return check_password(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
+
+
 def register(app: typer.Typer) -> None:
     users = typer.Typer(help="Accounts of the rater app (annotate-ui).", no_args_is_help=True)
     app.add_typer(users, name="users")
@@ -28,16 +37,12 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = DB_DEFAULT,
     ) -> None:
         """Add an account; the password is stored only as an argon2 hash."""
-        from annotate_ui.auth import add_user, check_name, check_password, check_role, read_password_file
+        from annotate_ui.auth import add_user, check_name, check_role
         from db.session import session_scope
 
         check_name(name)
         role = check_role(role.value)
-        if password_file is not None:
-            password = read_password_file(password_file)
-        else:
-            password = check_password(typer.prompt(f"password for {name}", hide_input=True,
-                                                   confirmation_prompt=True))
+        password = _read_password(password_file, f"password for {name}")
         with session_scope(db) as s:
             user = add_user(s, name, role, password)
             typer.echo(f"added user {user.name} ({user.role})")
@@ -89,16 +94,12 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = DB_DEFAULT,
     ) -> None:
         """Set a new password (stored only as an argon2 hash)."""
-        from annotate_ui.auth import check_password, get_user, read_password_file, set_password
+        from annotate_ui.auth import get_user, set_password
         from db.session import session_scope
 
         with session_scope(db) as s:
             get_user(s, name)  # an unknown name fails before the prompt
-        if password_file is not None:
-            password = read_password_file(password_file)
-        else:
-            password = check_password(typer.prompt(f"new password for {name}", hide_input=True,
-                                                   confirmation_prompt=True))
+        password = _read_password(password_file, f"new password for {name}")
         with session_scope(db) as s:
             set_password(s, name, password)
             typer.echo(f"changed the password of {name}")

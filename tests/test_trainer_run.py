@@ -335,7 +335,6 @@ def test_resume_latest_and_the_checkpoint_limit(tmp_path):
 
 
 def test_report_to_tensorboard_logs_what_metrics_jsonl_has(base, tmp_path):
-    pytest.importorskip("tensorboard", reason="the tensorboard extra (in [dev])")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     export = write_export(tmp_path / "e.parquet", 2, duration_s=DUR)

@@ -28,6 +28,10 @@ def serve(
                                            help="Failed logins of one account or from one client before a lockout."),
     login_lockout_s: float = typer.Option(60.0, "--login-lockout-s", min=1.0,
                                           help="The first lockout; each further one doubles (up to a day)."),
+    min_played_share: float = typer.Option(
+        1.0, "--min-played-share",
+        help="A vote or rating is accepted once the server has sent this share of each of its clips to the rater "
+             "(1.0: to the end)."),
     version: bool = version_option("annotate-ui"),
 ) -> None:
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
@@ -42,7 +46,8 @@ def serve(
 
     ctx = make_context(db, audio_store_for(db, audio_root), lease_s=60 * lease_minutes,  # refuses an un-migrated store
                        session_idle_s=60 * session_idle_minutes, max_body_bytes=1024 * max_body_kb,
-                       limiter=LoginLimiter(max_failures=login_max_failures, lockout_s=login_lockout_s))
+                       limiter=LoginLimiter(max_failures=login_max_failures, lockout_s=login_lockout_s),
+                       min_played_share=min_played_share)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with ctx.session() as s:
         admins = s.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True)))

@@ -10,7 +10,9 @@ Flow:
    REL should be low.
 3. Raters: `next_item` gives the next clip in the rater's own order (every rater gets every item,
    shuffled by a generator seeded with (session seed, session id, user id); the position is
-   recorded), `submit_rating` stores OVL and REL (1–5), `skip_item`, `undo_last`.
+   recorded), `submit_rating` stores OVL and REL (1–5) with the time on task (server clock, from the
+   item being shown), once the media route has sent the clip to the rater (annotate_ui/playback.py),
+   `skip_item`, `undo_last`.
    System names never leave these functions on the rater side.
 4. Admins: `session_results` (mean ± 95 % CI per system, Krippendorff's α ordinal, ratings per
    rater, raters excluded by the gold items, coverage against `min_raters`) and
@@ -19,7 +21,8 @@ Flow:
 Gold screening rule (documented here and shown on the results page): a rater who has rated at
 least one gold item and whose mean REL over the gold items is ≥ the session's
 `gold_rel_threshold` (default 3.0) is excluded from every statistic; raters who have rated no
-gold item yet are kept and reported as unscreened.
+gold item yet are kept and reported as unscreened. A rater an admin excluded (annotate_ui/quality.py)
+is left out the same way, in every session.
 
 Every function takes the user id of the *authenticated* user from the caller (the UI takes it
 from the login, never from the browser). Functions flush; the caller commits.
@@ -43,6 +46,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from annotate_ui import playback
 from annotate_ui.stats import MeanCI, design_mean_ci, krippendorff_alpha, krippendorff_alpha_ci, loo_agreement, paired_difference_ci
 from curator.audio import AudioStore, Decoded, atomic_write_bytes
 from curator.errors import CuratorError
@@ -396,6 +400,9 @@ def _rater(session: Session, user_id: int) -> User:
     return user
 
 
+EXCLUDED = "an admin has excluded your answers from the results; nothing was recorded"
+
+
 def _open_session(session: Session, session_id: int) -> ListeningSession:
     ls = session.get(ListeningSession, session_id) if isinstance(session_id, int) and not isinstance(session_id, bool) else None
     if ls is None:
@@ -466,6 +473,9 @@ def next_item(session: Session, session_id: int, user_id: int,
                          .order_by(r.position).limit(1))
     if row is None:
         return None
+    if row.served_at is None:  # time on task runs from the first showing
+        row.served_at = utcnow()
+        session.flush()
     item = row.item
     path, error = _audio_for(audio_store, item.clip)
     prog = progress(session, session_id, user_id)
@@ -517,31 +527,46 @@ class SubmitResult:
     item_id: int
     ovl: int
     rel: int
-    replayed: bool  # True: the same rating was already stored (nothing written)
+    time_on_task_ms: Optional[int]  # server clock, from the item being shown to this rating
 
 
-def submit_rating(session: Session, session_id: int, user_id: int, item_id: int, ovl: Any, rel: Any) -> SubmitResult:
-    """Store OVL and REL of ITEM_ID for the rater. A replay of the same rating is a no-op."""
+def _answered(row: ListeningRating, item_id: Any) -> CuratorError:
+    """Why an answered row takes no rating (a replay, a second rating, a skipped item)."""
+    if row.skipped_at is not None:
+        return CuratorError(f"item {item_id} was skipped; undo the skip to rate it")
+    return CuratorError(f"item {item_id} already has your rating (OVL {row.ovl}, REL {row.rel}; submitted twice?); "
+                        "nothing was changed: use undo to change your last rating")
+
+
+def submit_rating(session: Session, session_id: int, user_id: int, item_id: int, ovl: Any, rel: Any, *,
+                  min_played_share: float = playback.DEFAULT_MIN_PLAYED_SHARE) -> SubmitResult:
+    """Store OVL and REL of ITEM_ID for the rater, with the time on task (server clock).
+
+    Refused, with nothing written: a replay or a second rating of the item, a rater an admin
+    excluded, and a rating before the media route has sent MIN_PLAYED_SHARE of the clip to the
+    rater (annotate_ui/playback.py)."""
     ovl = _check_score(ovl, "OVL")
     rel = _check_score(rel, "REL")
     _open_session(session, session_id)
-    _rater(session, user_id)
+    user = _rater(session, user_id)
     row = _own_row(session, session_id, user_id, item_id)
+    if row.rated_at is not None or row.skipped_at is not None:
+        raise _answered(row, item_id)
+    if user.excluded_at is not None:
+        raise CuratorError(EXCLUDED)
+    playback.require_item_played(session, user_id, row.item_id, min_played_share)
+    now = utcnow()
     # conditional update: only an unrated, unskipped row is written (safe under a concurrent replay)
     res = session.execute(
         update(ListeningRating)
         .where(ListeningRating.id == row.id, ListeningRating.rated_at.is_(None), ListeningRating.skipped_at.is_(None))
-        .values(ovl=ovl, rel=rel, rated_at=utcnow(), skip_reason=None)
+        .values(ovl=ovl, rel=rel, rated_at=now, skip_reason=None,
+                time_on_task_ms=playback.elapsed_ms(row.served_at or row.created_at, now))
         .execution_options(synchronize_session=False))
     session.refresh(row)
-    if res.rowcount == 1:
-        return SubmitResult(row.item_id, ovl, rel, replayed=False)
-    if row.skipped_at is not None:
-        raise CuratorError(f"item {item_id} was skipped; undo the skip to rate it")
-    if (row.ovl, row.rel) == (ovl, rel):
-        return SubmitResult(row.item_id, ovl, rel, replayed=True)
-    raise CuratorError(f"item {item_id} is already rated (OVL {row.ovl}, REL {row.rel}); "
-                       "use undo to change your last rating")
+    if res.rowcount != 1:
+        raise _answered(row, item_id)
+    return SubmitResult(row.item_id, ovl, rel, row.time_on_task_ms)
 
 
 def skip_item(session: Session, session_id: int, user_id: int, item_id: int, reason: str = "skipped") -> bool:
@@ -590,6 +615,8 @@ def undo_last(session: Session, session_id: int, user_id: int, *, window_s: floa
         return None
     last.ovl = last.rel = None
     last.rated_at = last.skipped_at = None
+    last.time_on_task_ms = None
+    last.served_at = utcnow()  # shown again now: the next answer's time on task runs from here
     last.skip_reason = UNDONE
     session.flush()
     return last.item_id
@@ -611,11 +638,12 @@ class RaterSummary:
     n_gold: int
     gold_mean_rel: Optional[float]
     screened: bool
-    excluded: bool
+    excluded: bool  # by the gold rule or by an admin
     # Pearson r of this rater's real-item ratings with the other kept raters' mean on the same
     # clips (None: excluded, fewer than 3 shared clips, or no variation)
     agreement_ovl: Optional[float] = None
     agreement_rel: Optional[float] = None
+    excluded_by_admin: bool = False
 
 
 @dataclass
@@ -688,6 +716,7 @@ class RatingRow:
     rated_at: Optional[str]
     skipped: bool
     skip_reason: Optional[str]
+    time_on_task_ms: Optional[int] = None  # server clock, from the item being shown to the rating
 
 
 def rating_rows(session: Session, session_id: int) -> list[RatingRow]:
@@ -701,7 +730,7 @@ def rating_rows(session: Session, session_id: int) -> list[RatingRow]:
         out.append(RatingRow(item.id, item.clip_set_id, system, item.caption_id, item.clip_id, item.prompt,
                              item.is_gold, item.gold_kind, rating.user_id, rater, rating.position, rating.ovl,
                              rating.rel, rating.rated_at.isoformat() if rating.rated_at else None,
-                             rating.skipped_at is not None, rating.skip_reason))
+                             rating.skipped_at is not None, rating.skip_reason, rating.time_on_task_ms))
     return out
 
 
@@ -722,17 +751,18 @@ def session_results(session: Session, ref: ListeningSession | int | str, confide
         by_user[row.user_id].append(row)
     raters: list[RaterSummary] = []
     kept: set[int] = set()
+    by_admin = set(session.scalars(select(User.id).where(User.id.in_(list(by_user)), User.excluded_at.is_not(None))))
     for uid, rs in sorted(by_user.items(), key=lambda kv: kv[1][0].rater):
         rated = [x for x in rs if x.ovl is not None]
         real = [x for x in rated if not x.is_gold]
         gold = [x for x in rated if x.is_gold]
         gold_rel = _mean([x.rel for x in gold])
-        excluded = gold_rel is not None and gold_rel >= ls.gold_rel_threshold
+        excluded = (gold_rel is not None and gold_rel >= ls.gold_rel_threshold) or uid in by_admin
         if not excluded:
             kept.add(uid)
         raters.append(RaterSummary(uid, rs[0].rater, len(rs), len(rated), sum(x.skipped for x in rs),
                                    _mean([x.ovl for x in real]), _mean([x.rel for x in real]), len(gold),
-                                   gold_rel, bool(gold), excluded))
+                                   gold_rel, bool(gold), excluded, excluded_by_admin=uid in by_admin))
 
     # 2. Per system over kept raters' ratings of real items: raters × prompts tables (one clip per
     # prompt and system), the mean of per-clip means with a cluster bootstrap over prompts and raters

@@ -25,7 +25,8 @@ from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS
 DEFINITIONS_MD = (
     "Rate each clip on two scales (arXiv 2404.09956 §5.3), from **1** (worst) to **5** (best):\n\n"
     f"* {L.OVL_DEFINITION}\n* {L.REL_DEFINITION}\n\n"
-    "Listen to the whole clip before rating. You do not see which system made a clip."
+    "Listen to the whole clip before rating (a rating is accepted once the clip has played). "
+    "You do not see which system made a clip."
 )
 
 
@@ -98,7 +99,8 @@ def audio_player(url: str, spectrogram_url: Optional[str] = None) -> str:
     if spectrogram_url is not None:
         image = (f'<img class="spectrogram" loading="lazy" src="{html.escape(spectrogram_url)}" '
                  'alt="spectrogram of the clip" width="640" height="128">')
-    return f'<div class="listen-player"><audio controls preload="auto" src="{html.escape(url)}"></audio>{image}</div>'
+    # preload="none": the clip is asked for when the rater presses play (the playback record, see playback.py)
+    return f'<div class="listen-player"><audio controls preload="none" src="{html.escape(url)}"></audio>{image}</div>'
 
 
 def prompt_html(text: Optional[str]) -> str:
@@ -175,8 +177,8 @@ class ListeningHandlers:
             # an opaque per-item token, never Gradio's file cache (which names a file by its sha256, so
             # a gold item would share its URL with the real item whose clip it reuses)
             ref = (session_id, q.item_id)
-            audio = audio_player(self.ctx.media_url(user, "listen", ref),
-                                 self.ctx.media_url(user, "listen", ref, "spectrogram"))
+            audio = audio_player(self.ctx.media_url(s, user, "listen", ref),
+                                 self.ctx.media_url(s, user, "listen", ref, "spectrogram"))
         msg = " ".join(x for x in (message, problem and f"⚠ {problem}") if x)
         return ({"session_id": session_id, "item_id": q.item_id},
                 f"Clip **{q.done + 1}** of {q.total} · remaining **{q.total - q.done}**",
@@ -206,10 +208,9 @@ class ListeningHandlers:
             sid, item = self._current(state)
             ovl, rel = parse_score(ovl, "OVL"), parse_score(rel, "REL")
             with self.ctx.session() as s:
-                res = L.submit_rating(s, sid, user.id, item, ovl, rel)
+                res = L.submit_rating(s, sid, user.id, item, ovl, rel, min_played_share=self.ctx.min_played_share)
             with self.ctx.session() as s:
-                note = "That rating was already recorded." if res.replayed else f"Recorded OVL {res.ovl}, REL {res.rel}."
-                return self._view(s, sid, user, note)
+                return self._view(s, sid, user, f"Recorded OVL {res.ovl}, REL {res.rel}.")
 
     def skip(self, state: Any, request: gr.Request):
         user = self.ctx.user(request)

@@ -263,7 +263,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
     from annotate_ui import audit
     from curator.audio import AudioStore
     from db.session import open_store, upgrade
-    from test_ui_fixtures import make_pool, make_users
+    from test_ui_fixtures import make_pool, make_users, mark_played
 
     upgrade(url)
     factory = open_store(url)
@@ -282,6 +282,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
             with factory() as s:
                 task = audit.next_assignment(s, u)
                 s.commit()
+                mark_played(s, u.id, task.assignment_id)
                 audit.vote(s, u, task.assignment_id, "A")
                 s.commit()
             mine.append(time.perf_counter() - t)

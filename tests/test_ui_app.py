@@ -106,6 +106,10 @@ def test_votes_are_stamped_with_the_logged_in_user(app):
     # rater1 replays rater0's assignment id: refused, nothing recorded
     with pytest.raises(Exception, match="not assigned to you"):
         r1.predict(aid, "", api_name="/vote_B")
+    with pytest.raises(Exception, match="play clips A and B to the end before you vote"):
+        r0.predict(aid, "clear winner", api_name="/vote_A")  # not played yet: refused, nothing recorded
+    with _login(url, "rater0") as h:
+        play_all(h, out[2])
     nxt = r0.predict(aid, "clear winner", api_name="/vote_A")
     assert nxt[4].startswith("Recorded") and nxt[0] != aid
     with pytest.raises(Exception, match="already has your vote"):
@@ -152,6 +156,12 @@ def _login(url, name):
     with httpx.Client(base_url=url, timeout=20) as h:
         h.post("/login", data={"username": name, "password": PASSWORD}).raise_for_status()
         yield h
+
+
+def play_all(h, players: str) -> None:
+    """GET every player's clip with the logged-in httpx client H (what the browser does on play)."""
+    for u in player_urls(players).values():
+        assert h.get("/" + u).status_code == 200
 
 
 def player_urls(players: str) -> dict[str, str]:
@@ -235,6 +245,7 @@ def test_audit_events_answer_the_page_in_one_request(app):
     with _login(url, "rater0") as h:
         out = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "abc"}).json()["data"]
         aid = out[0]
+        play_all(h, out[2])
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, "ok"], "session_hash": "abc"})
         assert r.status_code == 200 and r.json()["data"][4].startswith("Recorded")
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, ""], "session_hash": "abc"})  # replay
@@ -287,10 +298,12 @@ def _load(store_url, audio_store, n_raters, votes_each, overlap):
             try:
                 c, mine = clients[name], []
                 out = c.predict(api_name="/next")
-                for k in range(votes_each):
-                    assert out[0], f"{name} ran out of pairs after {k} votes"
-                    mine.append(out[0])
-                    out = c.predict(out[0], "", api_name=("/vote_A", "/vote_B", "/vote_both_good", "/vote_both_bad")[k % 4])
+                with _login(url, name) as h:
+                    for k in range(votes_each):
+                        assert out[0], f"{name} ran out of pairs after {k} votes"
+                        mine.append(out[0])
+                        play_all(h, out[2])
+                        out = c.predict(out[0], "", api_name=("/vote_A", "/vote_B", "/vote_both_good", "/vote_both_bad")[k % 4])
                 cast[name] = mine
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)

@@ -104,3 +104,11 @@ def play_pair(session, audio_store, user: AuthUser, assignment_id: int, *, share
 def play_item(session, audio_store, user_id: int, session_id: int, item_id: int, *, share: float = 1.0) -> None:
     """The rater plays a listening item's clip (SHARE of it) through the media route's work."""
     _fetch(session, audio_store, AuthUser(int(user_id), "rater", "rater"), "listen", (int(session_id), int(item_id)), share)
+
+
+def mark_played(session, user_id: int, assignment_id: int, size: int = 1000) -> None:
+    """The playback record of both sides as the media route writes it after sending each whole clip,
+    without decoding audio (for pools made with write_audio=False: the load benchmark's logic run)."""
+    for side in ("a", "b"):
+        token = playback.issue_grant(session, user_id, "audit", (int(assignment_id), side))
+        playback.record_served(session, playback.find_grant(session, token, user_id).id, 0, size - 1, size)

@@ -26,7 +26,7 @@ from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem
 from db.models import AudioClip, Caption, Pair, text_hash
-from test_ui_app import free_port, player_urls, spectrogram_urls
+from test_ui_app import free_port, play_all, player_urls, spectrogram_urls
 from test_ui_fixtures import PASSWORD, make_users
 
 
@@ -318,7 +318,9 @@ def test_request_bodies_over_the_limit_are_refused_unread(sqlite_store_url, audi
         make_users(s, n_raters=1, admins=1)
         audit.enqueue(s, strategy1_pool(s, audio_store, n_captions=1, losers=1), reason="random", added_by="t")
     with served(ctx) as url, logged_in(url, "rater0") as h:
-        aid = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "x"}).json()["data"][0]
+        out = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "x"}).json()["data"]
+        aid = out[0]
+        play_all(h, out[2])
         big = "x" * (5 << 20)
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, big], "session_hash": "x"})
         assert r.status_code == 413 and "larger than 65536 bytes" in r.text

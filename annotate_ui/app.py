@@ -508,14 +508,25 @@ def build_app(ctx: UIContext) -> gr.Blocks:
 
         def vote_handler(verdict: str):
             def on_vote(assignment_id: str, note_text: str, request: gr.Request):
+                """A refused vote (clips not played yet, a replay, another rater's pair) answers with
+                the reason in the page's message line and the rater's open pair, nothing recorded:
+                a non-queued event's error would reach the page as a bare "Error"."""
                 user = ctx.user(request)
                 with ctx.errors(), ctx.session() as s:
                     with ctx.writing():
-                        audit.vote(s, user, assignment_id, verdict, note_text, min_played_share=ctx.min_played_share)
+                        try:
+                            audit.vote(s, user, assignment_id, verdict, note_text, min_played_share=ctx.min_played_share)
+                            message = f"Recorded: {audit.VERDICT_LABELS[verdict]}."
+                        except CuratorError as exc:
+                            s.rollback()
+                            message = f"⚠ {exc}"
                         s.commit()
                         task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
                         s.commit()
-                    return _audit_outputs(ctx, s, task, user, f"Recorded: {audit.VERDICT_LABELS[verdict]}.")
+                    if message.startswith("⚠") and task is not None and str(task.assignment_id) == str(assignment_id):
+                        # the same pair stays: its players (and what they played), caption and note as they are
+                        return gr.update(), gr.update(), gr.update(), gr.update(), message, gr.update()
+                    return _audit_outputs(ctx, s, task, user, message)
             return on_vote
 
         def on_skip(assignment_id: str, request: gr.Request):

@@ -359,3 +359,57 @@ def test_cli_excludes_and_includes_a_rater(store_url):
         assert s.scalar(select(User.excluded_at).where(User.name == "rater0")) is None
     r = runner.invoke(curator_app, ["users", "include", "ghost", "--db", store_url])
     assert r.exit_code == 2 and "user 'ghost' does not exist" in r.output
+
+
+def test_the_audio_routes_record_over_real_http(store_url, audio_store):
+    """Loopback HTTP: the bytes the route sent (range requests included) decide; a claim in the
+    request changes nothing; the vote then goes through once, and its replay is refused."""
+    import httpx
+
+    from test_ui_app import _login, player_urls, running_app, spectrogram_urls
+
+    with running_app(store_url, audio_store, n_pairs=2, n_raters=1, overlap=1) as (ctx, url, pairs, users):
+        with _login(url, "rater0") as h:
+            run = lambda name, *data, **kw: h.post(f"/gradio_api/run/{name}",  # noqa: E731
+                                                   json={"data": list(data), "session_hash": "q"}, **kw)
+            out = run("next").json()["data"]
+            aid, urls, images = out[0], player_urls(out[2]), spectrogram_urls(out[2])
+            assert 'preload="none"' in out[2]  # the page asks for a clip only when it is played
+            for u in images.values():  # the spectrograms show: not playback
+                assert h.get("/" + u).status_code == 200
+            refused = lambda r: r.json()["data"][4] if r.status_code == 200 else r.text  # noqa: E731
+            r = run("vote_A", aid, "")
+            assert "⚠ play clips A and B to the end before you vote" in refused(r)
+            # claims in the request (an extra field, a header) are not a playback record
+            r = run("vote_A", aid, "", {"played": ["a", "b"], "share": 1.0}, headers={"X-Played": "a,b"})
+            assert r.status_code != 200 or "play clips A and B" in refused(r)
+            r = run("vote_A", aid, "", headers={"X-Played": "a,b", "Range": "bytes=0-"})
+            assert "play clips A and B" in refused(r)
+            # A in two range requests, B only its last ten bytes
+            first = h.get("/" + urls["a"], headers={"Range": "bytes=0-99"})
+            rest = h.get("/" + urls["a"], headers={"Range": "bytes=100-"})
+            assert (first.status_code, rest.status_code) == (206, 206)
+            total_a = int(rest.headers["content-range"].rsplit("/", 1)[1])
+            tail = h.get("/" + urls["b"], headers={"Range": "bytes=-10"})
+            assert tail.status_code == 206 and len(tail.content) == 10
+            assert h.get("/" + urls["b"], headers={"Range": "bytes=999999-"}).status_code == 416
+            r = run("vote_A", aid, "")
+            assert "play clip B to the end" in refused(r)
+            with ctx.session() as s:
+                assert s.get(AuditAssignment, int(aid)).state == "assigned"  # nothing recorded
+                g = {x.side: x for x in s.scalars(select(MediaGrant).where(
+                    MediaGrant.assignment_id == int(aid), MediaGrant.what == "audio"))}
+                assert g["a"].served_ranges == [[0, total_a]] and g["a"].completed_at is not None
+                total_b = g["b"].total_bytes
+                assert g["b"].served_ranges == [[total_b - 10, total_b]] and g["b"].serves == 1
+            assert h.get("/" + urls["b"], headers={"Range": "bytes=0-"}).status_code == 206
+            r = run("vote_A", aid, "")
+            assert r.status_code == 200 and r.json()["data"][4].startswith("Recorded")
+            r = run("vote_A", aid, "")  # the replay
+            assert "already has your vote" in refused(r)
+        with ctx.session() as s:
+            a = s.get(AuditAssignment, int(aid))
+            assert (a.state, a.verdict) == ("done", "A") and a.time_on_task_ms is not None
+        # nobody logged in cannot read (or play) that token
+        with httpx.Client(base_url=url, timeout=20) as anon:
+            assert anon.get("/" + urls["a"]).status_code == 401

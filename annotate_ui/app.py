@@ -272,7 +272,9 @@ def _audit_outputs(ctx: UIContext, s: Session, task: audit.AuditTask | None, use
     """
     if task is None:
         p = audit.progress(s, user)
-        return ("", "<div class='caption'><em>No pair is waiting for you. Thank you!</em></div>", "",
+        why = ("An admin has excluded your answers from the results: there is nothing to judge."
+               if audit.is_excluded(s, user.id) else "No pair is waiting for you. Thank you!")
+        return ("", f"<div class='caption'><em>{why}</em></div>", "",
                 f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", message, "")
     problems = audit.audio_problems(s, ctx.audio_store, task)
     p = task.progress

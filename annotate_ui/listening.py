@@ -465,8 +465,11 @@ def _audio_for(audio_store: Optional[AudioStore], clip: AudioClip) -> tuple[Opti
 
 def next_item(session: Session, session_id: int, user_id: int,
               audio_store: Optional[AudioStore] = None) -> Optional[QueueItem]:
-    """The rater's next unrated, unskipped item (None when finished)."""
+    """The rater's next unrated, unskipped item (None when finished, or when an admin excluded the
+    rater: their ratings would count nowhere)."""
     ensure_assignments(session, session_id, user_id)
+    if session.scalar(select(User.excluded_at).where(User.id == user_id)) is not None:
+        return None
     r = ListeningRating
     row = session.scalar(select(r).where(r.session_id == session_id, r.user_id == user_id,
                                          r.rated_at.is_(None), r.skipped_at.is_(None))

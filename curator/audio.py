@@ -19,8 +19,8 @@ import soundfile as sf
 from sqlalchemy.engine import make_url
 
 from curator.errors import CuratorError
+from curator.paper import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000  # Tango's audio rate (arXiv 2404.09956 §3.1)
 CLAP_SAMPLE_RATE = 48_000  # laion CLAP's input rate
 
 

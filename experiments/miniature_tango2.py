@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from curator.errors import CuratorError  # noqa: E402
+from curator.paper import DPO_BETA  # noqa: E402
 
 ARMS = ("base", "sft", "dpo", "dpo_no_s23", "dpo_unfiltered")
 METRIC_NAMES = {"world-judge-a": "judge_a", "world-judge-b": "judge_b", "ordering_error_rate": "ordering_error_rate",
@@ -67,7 +68,7 @@ class ExperimentConfig:
     thresholds: str = "paper"  # "paper", or "alpha1=…,beta1=…,delta1=lo:hi,…" (a preset recalibrated from it)
     max_steps: int = 300  # optimizer steps of every trained arm
     sft_epochs: int = 1  # the DPO arms' SFT epoch (arXiv 2404.09956 §5.1)
-    beta: float = 2000.0  # arXiv 2404.09956 §5.1's; not swept for the tiny model yet
+    beta: float = DPO_BETA  # not swept for the tiny model yet
     learning_rate: float = 1e-5
     train_batch_size: int = 4
     gradient_accumulation_steps: int = 2

@@ -17,6 +17,7 @@ import typer
 
 from curator.cli.common import AudioRootOpt, OneLineErrors, choices, user_errors, version_option
 from curator.errors import CuratorError
+from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
 from trainer.config import AUDIT_POLICIES
 
 app = typer.Typer(name="trainer", cls=OneLineErrors,
@@ -161,9 +162,9 @@ def compare_cmd(
     split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),
     scorer: List[str] = typer.Option([], "--scorer", help="[NAME=]SPEC: world-judge-a|b, a laion .pt, an HF CLAP id (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json, table.md, figure.png and the clips."),
-    steps: int = typer.Option(200, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3: 200)."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1: 3)."),
-    duration: float = typer.Option(10.24, "--duration", help="Seconds per clip."),
+    steps: int = typer.Option(EVAL_STEPS, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3)."),
+    guidance: float = typer.Option(GUIDANCE_SCALE, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1)."),
+    duration: float = typer.Option(CLIP_SECONDS, "--duration", help="Seconds per clip."),
     seeds: int = typer.Option(1, "--seeds", help="Seeds per prompt (0..N-1), the same for every checkpoint."),
     limit: int = typer.Option(0, "--limit", help="Only the first N prompts (0 = all)."),
     batch_size: int = typer.Option(4, "--batch-size"),
@@ -219,9 +220,9 @@ def eval_cmd(
     db: Optional[str] = DbOption,
     split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),
     scorer: List[str] = typer.Option([], "--scorer", help="[NAME=]SPEC: world-judge-a|b, a laion .pt, an HF CLAP id (repeatable)."),
-    steps: int = typer.Option(200, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3: 200)."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1: 3)."),
-    duration: float = typer.Option(10.24, "--duration", help="Seconds per clip."),
+    steps: int = typer.Option(EVAL_STEPS, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3)."),
+    guidance: float = typer.Option(GUIDANCE_SCALE, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1)."),
+    duration: float = typer.Option(CLIP_SECONDS, "--duration", help="Seconds per clip."),
     seed: int = typer.Option(0, "--seed"),
     limit: int = typer.Option(0, "--limit", help="Only the first N prompts (0 = all)."),
     batch_size: int = typer.Option(4, "--batch-size"),

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from curator.errors import CuratorError
+from curator.paper import HOP_LENGTH as HOP
+from curator.paper import SAMPLE_RATE
 from trainer.config import _type_error, read_config_file
 
-SAMPLE_RATE = 16_000  # arXiv 2404.09956 §3.1
-HOP = 160  # AudioLDM's STFT hop (arXiv 2404.09956 §3.1): 100 mel frames per second
 VAE_FACTOR = 4  # AudioLDM's VAE halves time and frequency twice (ch_mult of three levels)
 DEVICES = ("auto", "cpu", "cuda")
 

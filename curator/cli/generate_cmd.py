@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, choices, show_progress, user_errors
+from curator.paper import CLIP_SECONDS
 from db.models import STRATEGIES
 
 Strategy = choices("Strategy", STRATEGIES)
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Run seed; each clip's seed is derived from it and recorded."),
         batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips per generator call."),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N captions of the set."),
-        duration: float = typer.Option(10.24, "--duration", help="Seconds per clip (Tango: 10.24)."),
+        duration: float = typer.Option(CLIP_SECONDS, "--duration", help=f"Seconds per clip (Tango: {CLIP_SECONDS})."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (default: accelerate's)."),
         db: DbOpt = DB_DEFAULT,
         audio_root: AudioRootOpt = None,

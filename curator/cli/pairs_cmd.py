@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, show_progress, user_errors
+from curator.paper import ALPHA, BETA_LOSER, DELTA1, DELTA2
 from db.session import open_store
 
 presets_app = typer.Typer(help="Threshold presets of the filter (α, β, Δ per model; arXiv 2404.09956 §4.1.2).",
@@ -109,12 +110,12 @@ def presets_save(
     name: str = typer.Argument(..., help="Preset name (created, or updated when it exists)."),
     author: str = typer.Option(..., "--author", help="Who set these thresholds."),
     base: str = typer.Option("paper", "--from", help="Preset whose values fill the options not given."),
-    alpha1: Optional[float] = typer.Option(None, help="Winner score under model 1 ≥ α1 (paper 0.45)."),
-    alpha2: Optional[float] = typer.Option(None, help="Winner score under model 2 ≥ α2 (paper 0.60)."),
-    beta1: Optional[float] = typer.Option(None, help="Loser score under model 1 ≥ β1 (paper 0.40)."),
-    beta2: Optional[float] = typer.Option(None, help="Loser score under model 2 ≥ β2 (paper 0.0)."),
-    delta1: Optional[str] = typer.Option(None, help="Δ1 = winner − loser range MIN:MAX (paper 0.05:0.35)."),
-    delta2: Optional[str] = typer.Option(None, help="Δ2 range MIN:MAX (paper 0.08:0.70)."),
+    alpha1: Optional[float] = typer.Option(None, help=f"Winner score under model 1 ≥ α1 (paper {ALPHA[0]})."),
+    alpha2: Optional[float] = typer.Option(None, help=f"Winner score under model 2 ≥ α2 (paper {ALPHA[1]:.2f})."),
+    beta1: Optional[float] = typer.Option(None, help=f"Loser score under model 1 ≥ β1 (paper {BETA_LOSER[0]:.2f})."),
+    beta2: Optional[float] = typer.Option(None, help=f"Loser score under model 2 ≥ β2 (paper {BETA_LOSER[1]})."),
+    delta1: Optional[str] = typer.Option(None, help=f"Δ1 = winner − loser range MIN:MAX (paper {DELTA1[0]}:{DELTA1[1]})."),
+    delta2: Optional[str] = typer.Option(None, help=f"Δ2 range MIN:MAX (paper {DELTA2[0]}:{DELTA2[1]:.2f})."),
     model1: Optional[str] = typer.Option(None, help="Model 1 by name (default: first of the ensemble)."),
     model2: Optional[str] = typer.Option(None, help="Model 2 by name (default: second of the ensemble)."),
     db: DbOpt = DB_DEFAULT,

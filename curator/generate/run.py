@@ -36,13 +36,10 @@ from tqdm.auto import tqdm
 from curator.audio import AudioStore
 from curator.backends import Generator
 from curator.errors import CuratorError
+from curator.paper import CLIP_SECONDS as DURATION_S
+from curator.paper import GUIDANCE_SCALE as GUIDANCE
+from curator.paper import SLOTS_1_2, STEPS, STEPS_1_1
 from db.models import STRATEGIES, AudioClip, Caption, Perturbation
-
-GUIDANCE = 3.0  # arXiv 2404.09956 §3.1, §4.1
-STEPS_1_1 = (5, 25, 50, 100)  # arXiv 2404.09956 §4.1, Strategy 1.1
-STEPS = 50  # arXiv 2404.09956 §4.1, Strategies 1.2, 2, 3
-SLOTS_1_2 = 4  # arXiv 2404.09956 §4.1, Strategy 1.2: four clips per caption
-DURATION_S = 10.24  # Tango's clip length: 1024 mel frames → 256 latent frames (arXiv 2404.09956 §3.1)
 
 
 @dataclass(frozen=True)

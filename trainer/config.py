@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from curator import paper
 from curator.errors import CuratorError
 from curator.fsutil import read_utf8
+from curator.validate import is_int, is_number
 
 AUDIT_POLICIES = ("ignore", "drop-rejected", "human-winner", "majority")
 OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
@@ -155,10 +156,9 @@ def _type_error(name: str, value: Any, hint: Any) -> str | None:
     if hint is bool:
         return None if isinstance(value, bool) else f"{name}={value!r} is not true/false"
     if hint is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else f"{name}={value!r} is not an integer"
+        return None if is_int(value) else f"{name}={value!r} is not an integer"
     if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else f"{name}={value!r} is not a number"
+        return None if is_number(value) else f"{name}={value!r} is not a number"
     if hint is str:
         return None if isinstance(value, str) else f"{name}={value!r} is not a string"
     return f"{name}: unsupported field type {hint!r}"
@@ -181,7 +181,7 @@ def config_from_dict(values: dict[str, Any], *, where: str = "config") -> TrainC
         raise CuratorError(f"{where}: unknown key(s) {', '.join(unknown)}{hints} (known: {', '.join(known)})")
     coerced = {}
     for key, value in values.items():
-        if known[key] is float and isinstance(value, int) and not isinstance(value, bool):
+        if known[key] is float and is_int(value):
             value = float(value)
         coerced[key] = value
     return TrainConfig(**coerced)

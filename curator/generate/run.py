@@ -39,6 +39,7 @@ from curator.errors import CuratorError
 from curator.paper import CLIP_SECONDS as DURATION_S
 from curator.paper import GUIDANCE_SCALE as GUIDANCE
 from curator.paper import SLOTS_1_2, STEPS, STEPS_1_1
+from curator.validate import check_int, is_int
 from db.models import STRATEGIES, AudioClip, Caption, Perturbation
 
 
@@ -118,7 +119,7 @@ def plan(session: Session, strategy: str, captions: Sequence[Caption], *, seed: 
 
 def shard_items(items: Sequence[WorkItem], shard: tuple[int, int]) -> list[WorkItem]:
     rank, world = shard
-    if not (isinstance(world, int) and world >= 1 and isinstance(rank, int) and 0 <= rank < world):
+    if not (is_int(world) and world >= 1 and is_int(rank) and 0 <= rank < world):
         raise CuratorError(f"bad shard {shard!r}: need 0 <= rank < world")
     return list(items[rank::world])
 
@@ -185,8 +186,7 @@ def run_generation(
     captions (by id). Returns counts: captions, planned, existing, generated, no_perturbation.
     """
     check_strategy(strategy)
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise CuratorError(f"batch size must be a positive integer, got {batch_size!r}")
+    check_int("batch size", batch_size, low=1)
     if limit is not None and limit < 1:
         raise CuratorError(f"limit must be positive, got {limit!r}")
     if not (duration_s > 0):

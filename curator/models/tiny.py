@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from curator.paper import SAMPLE_RATE
 from curator.models.tango import (
     SD21_SCHEDULER_CONFIG,
     StftConfig,
@@ -26,6 +25,7 @@ from curator.models.tango import (
     VaeConfig,
     vocoder_from_config,
 )
+from curator.paper import SAMPLE_RATE
 
 # Words of AudioCaps-like captions (and of the miniature world's grammar); anything else is <unk>.
 _WORDS = """

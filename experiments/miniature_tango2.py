@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from curator.errors import CuratorError  # noqa: E402
+from curator.fsutil import atomic_write_bytes, atomic_write_json  # noqa: E402
 from curator.paper import DPO_BETA  # noqa: E402
 
 ARMS = ("base", "sft", "dpo", "dpo_no_s23", "dpo_unfiltered")
@@ -128,14 +129,10 @@ def trainer_cli(args: list[str]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    from curator.audio import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write_json(path, obj)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
-    from curator.audio import atomic_write_bytes
-
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 

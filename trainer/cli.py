@@ -18,6 +18,7 @@ import typer
 from curator.cli.common import AudioRootOpt, OneLineErrors, choices, user_errors, version_option
 from curator.errors import CuratorError
 from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
+from db.session import session_scope
 from trainer.config import AUDIT_POLICIES
 
 app = typer.Typer(name="trainer", cls=OneLineErrors,
@@ -99,10 +100,8 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
             raise CuratorError("--data store (or --preset) needs --db URL")
     if db:
         from curator.audio import audio_store_for
-        from db.session import open_store
 
-        factory = open_store(db)
-        with factory() as session:
+        with session_scope(db) as session:
             def loader():
                 if cfg.data == "store":
                     from trainer.data import load_store_pairs
@@ -185,9 +184,8 @@ def compare_cmd(
     warn = lambda line: typer.echo(line, err=True)  # noqa: E731
     if db:
         from curator.audio import audio_store_for
-        from db.session import open_store
 
-        with open_store(db)() as session:
+        with session_scope(db) as session:
             result = compare(specs, scorer, settings, prompts=texts, out_dir=out, session=session,
                              audio_store=audio_store_for(db, audio_root), split=split, listening=listening,
                              progress=not quiet, warn=warn)
@@ -239,13 +237,11 @@ def eval_cmd(
         raise CuratorError("give at least one --scorer (e.g. world-judge-a or a CLAP checkpoint)")
     if db:
         from curator.audio import audio_store_for
-        from db.session import open_store
 
-        with open_store(db)() as session:
+        with session_scope(db) as session:
             texts = read_prompts(prompts) if prompts else None
             report = evaluate(checkpoint, scorer, settings, prompts=texts, session=session,
                               audio_store=audio_store_for(db, audio_root), split=split, name=name)
-            session.commit()
     else:
         if not prompts:
             raise CuratorError("give --prompts FILE, or --db URL for the store's held-out captions")

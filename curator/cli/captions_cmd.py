@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, show_progress, user_errors
+from db.session import session_scope
 
 captions_app = typer.Typer(help="Import captions and select T1 (arXiv 2404.09956 §4.1).", no_args_is_help=True)
 
@@ -22,12 +23,9 @@ def import_cmd(
 ) -> None:
     """Import captions, de-duplicated (whitespace-normalised text); a rerun adds nothing."""
     from curator.captions import import_captions
-    from db.session import open_store
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         result = import_captions(session, path, source=source, split=split)
-        session.commit()
     typer.echo(result.summary())
 
 
@@ -45,13 +43,10 @@ def select_cmd(
 ) -> None:
     """Select T1: embed, KMeans, keep the N captions closest to each centre."""
     from curator.captions import select_captions
-    from db.session import open_store
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         run = select_captions(session, model=model, clusters=clusters, per_cluster=per_cluster, progress=show_progress(),
                               seed=seed, batch_size=batch_size, split=split)
-        session.commit()
         typer.echo(f"selection run {run.id}: {run.n_selected} of {run.n_candidates} captions "
                    f"({clusters} clusters × up to {per_cluster}, model {model}, seed {seed})")
 

@@ -7,6 +7,7 @@ import typer
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, show_progress, user_errors
 from curator.demo import DEFAULT_CAPTIONS
 from curator.paper import CLIP_SECONDS
+from db.session import session_scope
 
 
 def demo(db: DbOpt = DB_DEFAULT,
@@ -26,7 +27,6 @@ def demo(db: DbOpt = DB_DEFAULT,
     typer.echo(result.summary)
     if accounts:
         from curator.demo import ensure_demo_accounts
-        from db.session import session_scope
 
         with session_scope(db) as session:
             created = ensure_demo_accounts(session)

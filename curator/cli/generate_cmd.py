@@ -15,6 +15,7 @@ import typer
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, choices, show_progress, user_errors
 from curator.paper import CLIP_SECONDS
 from db.models import STRATEGIES
+from db.session import open_store, session_scope
 
 Strategy = choices("Strategy", STRATEGIES)
 
@@ -47,16 +48,15 @@ def register(app: typer.Typer) -> None:
         from curator.errors import CuratorError
         from curator.generate.backends import resolve_generator
         from curator.generate.run import check_strategy, run_generation
-        from db.session import open_store
 
         strategy = check_strategy(strategy.value)
         if not duration > 0:
             raise CuratorError(f"--duration must be positive, got {duration}")
-        factory = open_store(db)  # refuses an un-migrated store
+        open_store(db)  # refuses an un-migrated store before anything slow starts
         state = PartialState(cpu=device == "cpu")
         generator = resolve_generator(model, backend=backend, checkpoint=checkpoint, device=device or state.device)
         store = audio_store_for(db, audio_root)
-        with factory() as session:
+        with session_scope(db) as session:
             counts = run_generation(session, store, generator, strategy, seed=seed, batch_size=batch_size, limit=limit,
                                     shard=(state.process_index, state.num_processes), duration_s=duration,
                                     progress=show_progress())

@@ -9,7 +9,7 @@ import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, show_progress, user_errors
 from curator.paper import ALPHA, BETA_LOSER, DELTA1, DELTA2
-from db.session import open_store
+from db.session import session_scope
 
 presets_app = typer.Typer(help="Threshold presets of the filter (α, β, Δ per model; arXiv 2404.09956 §4.1.2).",
                           no_args_is_help=True)
@@ -30,10 +30,8 @@ def pairs(db: DbOpt = DB_DEFAULT,
     """
     from curator.pairs import build_pairs, describe
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         counts = build_pairs(session, batch_size=batch_size, progress=show_progress())
-        session.commit()
     typer.echo(describe(counts))
 
 
@@ -46,12 +44,10 @@ def stats(db: DbOpt = DB_DEFAULT,
     """Pairs kept per strategy (like the paper's Table 2) and the α/Δ distributions, kept vs dropped."""
     from curator import filter as flt
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         p = flt.get_preset(session, preset)
         th = flt.thresholds_of(p)
         table = flt.load_preset_table(session, p)
-        session.commit()  # "paper" may have just been created
     view = flt.evaluate(table, th, bins=bins)
     if as_json:
         echo_json({"preset": p.name, "thresholds": th.as_dict(), "models": list(table.model_names[:2]),
@@ -76,10 +72,8 @@ def presets_list(db: DbOpt = DB_DEFAULT, as_json: JsonOpt = False) -> None:
     """Every preset with its thresholds."""
     from curator import filter as flt
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         rows = flt.list_presets(session)
-        session.commit()
         if as_json:
             echo_json([flt.preset_dict(p) for p in rows])
             return
@@ -97,10 +91,8 @@ def presets_show(name: str = typer.Argument("paper", help="Preset name."), db: D
     """One preset as JSON."""
     from curator import filter as flt
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         data = flt.preset_dict(flt.get_preset(session, name))
-        session.commit()
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -129,13 +121,11 @@ def presets_save(
     for m, value in ((1, delta1), (2, delta2)):
         if value is not None:
             changes[f"delta{m}_min"], changes[f"delta{m}_max"] = flt.parse_range(value, name=f"--delta{m}")
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         start = flt.get_preset(session, base)
         th = flt.thresholds_of(start).replace(**changes)
         p = flt.save_preset(session, name, th, author=author, model1=model1 or start.model1,
                             model2=model2 or start.model2)
-        session.commit()
         typer.echo(f"saved preset {p.name!r}: " + ", ".join(f"{k}={v:g}" for k, v in th.as_dict().items()))
 
 
@@ -145,10 +135,8 @@ def presets_delete(name: str = typer.Argument(..., help="Preset name."), db: DbO
     """Delete a preset ("paper" stays)."""
     from curator import filter as flt
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         flt.delete_preset(session, name)
-        session.commit()
     typer.echo(f"deleted preset {name!r}")
 
 

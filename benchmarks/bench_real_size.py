@@ -357,10 +357,6 @@ def _run_child(args_list: list[str], timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
-def _gib(b: float) -> str:
-    return f"{b / 2**30:.2f} GiB"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=0, help="pairs per micro-batch (default: 4 on a GPU, 1 on CPU)")

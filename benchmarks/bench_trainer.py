@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curator.audio import SAMPLE_RATE
 from curator.paper import DPO_BETA
 from trainer.cache import clip_samples, fit_length
 from trainer.loss import diffusion_target, dpo_loss, per_sample_mse

@@ -136,10 +136,6 @@ def write_lines(path: Path, lines: list[str]) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def read_lines(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-
-
 def parse_thresholds(spec: str):
     from curator import filter as flt
 

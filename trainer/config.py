@@ -20,11 +20,6 @@ from curator.fsutil import read_utf8
 from curator.validate import is_int, is_number
 
 AUDIT_POLICIES = ("ignore", "drop-rejected", "human-winner", "majority")
-OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
-MIXED_PRECISION = ("no", "fp16", "bf16")
-LR_SCHEDULERS = ("linear", "constant_with_warmup", "cosine", "constant")
-LATENT_MODES = ("mean", "sample")
-REPORT_TO = ("none", "tensorboard", "wandb", "trackio", "mlflow")
 
 
 def _key(default: Any, meaning: str, paper: str = "") -> Any:

@@ -26,7 +26,6 @@ from curator.validate import is_int
 from trainer.config import _type_error, read_config_file
 
 VAE_FACTOR = 4  # AudioLDM's VAE halves time and frequency twice (ch_mult of three levels)
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass

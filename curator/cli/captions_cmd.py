@@ -35,7 +35,7 @@ def select_cmd(
     clusters: int = typer.Option(200, "--clusters", help="KMeans clusters K (paper: 200, arXiv 2404.09956 §4.1)."),
     per_cluster: int = typer.Option(70, "--per-cluster", help="Captions taken per cluster, closest to the centre first (paper: 70)."),
     model: str = typer.Option("all-MiniLM-L6-v2", "--model",
-                              help="sentence-transformers id or folder (default: the packaged all-MiniLM-L6-v2; paper: thenlper/gte-large)."),
+                              help="sentence-transformers id or folder (default: all-MiniLM-L6-v2, from the offline extra's package or the hub; paper: thenlper/gte-large)."),
     seed: int = typer.Option(0, "--seed", help="KMeans random_state."),
     batch_size: int = typer.Option(64, "--batch-size", help="Embedding batch size."),
     split: str = typer.Option("train", "--split", help="Candidate captions' split."),

@@ -21,7 +21,7 @@ from db.annotation import User
 from db.listening import ListeningSession
 from db.models import AudioClip, Caption, text_hash
 from db.session import open_store
-from test_ui_fixtures import play_item
+from builders.ui import play_item
 
 runner = CliRunner()
 

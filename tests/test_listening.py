@@ -20,7 +20,7 @@ from curator.errors import CuratorError
 from db.annotation import User
 from db.listening import ListeningItem, ListeningRating
 from db.models import AudioClip, Caption, text_hash
-from test_ui_fixtures import play_item
+from builders.ui import play_item
 
 SYSTEMS = (("tango", "declare-lab/tango"), ("tango2", "run/step-10"), ("audioldm", "cvssp/audioldm"))
 

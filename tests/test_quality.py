@@ -24,7 +24,7 @@ from db.listening import ListeningItem, ListeningRating
 from db.media import MediaGrant
 from db.models import AudioClip, Caption, text_hash
 from db.session import open_store
-from test_ui_fixtures import make_pool, make_users, play_item, play_pair
+from builders.ui import PASSWORD, make_pool, make_users, play_item, play_pair
 
 
 def _open(session, audio_store, n_pairs=2, n_raters=2, overlap=2):
@@ -367,10 +367,11 @@ def test_the_audio_routes_record_over_real_http(store_url, audio_store):
     request changes nothing; the vote then goes through once, and its replay is refused."""
     import httpx
 
-    from test_ui_app import _login, player_urls, running_app, spectrogram_urls
+    from builders.app import player_urls, running_app, spectrogram_urls
 
     with running_app(store_url, audio_store, n_pairs=2, n_raters=1, overlap=1) as (ctx, url, pairs, users):
-        with _login(url, "rater0") as h:
+        with httpx.Client(base_url=url, timeout=20) as h:
+            h.post("/login", data={"username": "rater0", "password": PASSWORD}).raise_for_status()
             run = lambda name, *data, **kw: h.post(f"/gradio_api/run/{name}",  # noqa: E731
                                                    json={"data": list(data), "session_hash": "q"}, **kw)
             out = run("next").json()["data"]

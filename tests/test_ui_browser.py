@@ -5,60 +5,15 @@ a rater has no admin tab."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
 
+from builders.app import EVIL, running_app
+from builders.browser import BROWSER_MARKS, login, play, play_both
 from db.annotation import AuditAssignment, User
-from test_ui_app import EVIL, running_app
-from test_ui_fixtures import PASSWORD
 
-CHROMIUM = os.environ.get("CURATOR_CHROMIUM", "/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
-]
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def login(page, url, name):
-    page.goto(url)
-    page.get_by_label(re.compile("username", re.I)).fill(name)
-    page.get_by_label(re.compile("password", re.I)).fill(PASSWORD)
-    page.get_by_role("button", name=re.compile("login", re.I)).click()
-    page.locator("#who").get_by_text(f"Signed in as {name}").wait_for(timeout=30000)
-
-
-# the clip's sound has started (its bytes came from the media route) or it has played to the end
-PLAYING = "(sel) => { const a = document.querySelector(sel); return !!a && (a.currentTime > 0 || a.ended); }"
-
-
-def play(page, key: str, selector: str) -> None:
-    """Press KEY (the page's shortcut for the player SELECTOR) and wait until the clip plays (the
-    player has fetched it from the media route, which records what it sent) or has ended."""
-    page.wait_for_selector(selector, state="attached", timeout=30000)
-    page.keyboard.press(key)
-    page.wait_for_function(PLAYING, arg=selector, timeout=20000)
-
-
-def play_both(page) -> None:
-    for side in ("a", "b"):
-        play(page, side, f"#audio-{side} audio")
-        page.wait_for_function("(sel) => document.querySelector(sel).ended", arg=f"#audio-{side} audio", timeout=20000)
+pytestmark = BROWSER_MARKS
 
 
 def test_rater_votes_with_the_keyboard(sqlite_store_url, audio_store, browser):

@@ -233,7 +233,7 @@ def child_optim(kind: str, folder: str, slice_params: int, steps: int) -> dict:
     """One AdamW step over the first SLICE_PARAMS parameters of the real UNet (their shapes, random
     values): time and state bytes."""
     from curator.models.real_size import real_size_configs
-    from curator.models.tango import unet_from_config
+    from curator.models.tango.parts import unet_from_config
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with torch.device("meta"):
@@ -298,7 +298,8 @@ def count_flops(seconds: float, pairs: int) -> dict:
     from transformers import T5Config, T5EncoderModel
 
     from curator.models.real_size import real_size_configs
-    from curator.models.tango import VaeConfig, unet_from_config, vae_from_config
+    from curator.models.tango.config import VaeConfig
+    from curator.models.tango.parts import unet_from_config, vae_from_config
 
     cfgs = real_size_configs()
     frames = int(round(seconds * 16000 / 160)) // 4 * 4  # mel frames, a multiple of the VAE's 4

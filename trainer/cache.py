@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from curator.audio import decode_audio
 from curator.errors import CuratorError
-from curator.models.tango import atomic_torch_save
+from curator.models.tango.checkpoint import atomic_torch_save
 
 from trainer.data import PairSet
 

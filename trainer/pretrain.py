@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from curator.errors import CuratorError
-from curator.models.tango import atomic_torch_save
+from curator.models.tango.checkpoint import atomic_torch_save
 from trainer.pretrain_config import HOP, SAMPLE_RATE, PretrainConfig, pretrain_config_from_dict, resume_mismatch
 from trainer.train import METRICS_FILE, _atomic_json, _truncate_metrics
 
@@ -83,7 +83,8 @@ def mel_frontend():
     """What waveform_to_mel reads of a Tango: AudioLDM's STFT config and its mel filterbank."""
     from types import SimpleNamespace
 
-    from curator.models.tango import StftConfig, stft_buffers
+    from curator.models.tango.config import StftConfig
+    from curator.models.tango.parts import stft_buffers
 
     stft = StftConfig()
     buffers = stft_buffers(stft)
@@ -106,7 +107,8 @@ def build_text_encoder(cfg: PretrainConfig):
 
 
 def build_vae(cfg: PretrainConfig):
-    from curator.models.tango import VaeConfig, vae_from_config
+    from curator.models.tango.config import VaeConfig
+    from curator.models.tango.parts import vae_from_config
 
     torch.manual_seed(cfg.seed + 1)
     vc = VaeConfig(ddconfig={"double_z": True, "z_channels": LATENT_CHANNELS, "resolution": 256,
@@ -123,7 +125,7 @@ def vocoder_config(cfg: PretrainConfig) -> dict[str, Any]:
 
 
 def build_vocoder(cfg: PretrainConfig):
-    from curator.models.tango import vocoder_from_config
+    from curator.models.tango.parts import vocoder_from_config
 
     torch.manual_seed(cfg.seed + 2)
     return vocoder_from_config(vocoder_config(cfg))
@@ -141,7 +143,7 @@ def unet_config(cfg: PretrainConfig) -> dict[str, Any]:
 
 
 def build_unet(cfg: PretrainConfig):
-    from curator.models.tango import unet_from_config
+    from curator.models.tango.parts import unet_from_config
 
     torch.manual_seed(cfg.seed + 3)
     return unet_from_config(unet_config(cfg))
@@ -151,7 +153,8 @@ def assemble(cfg: PretrainConfig, tokenizer, text_encoder, unet, vae, vocoder, s
     """The parts as a curator.models.tango.Tango (what save_tango writes)."""
     from diffusers import DDPMScheduler
 
-    from curator.models.tango import SD21_SCHEDULER_CONFIG, Tango
+    from curator.models.tango import Tango
+    from curator.models.tango.config import SD21_SCHEDULER_CONFIG
 
     front = mel_frontend()
     return Tango(
@@ -566,7 +569,8 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
 
 
 def _write_final(tango, out: Path) -> None:
-    from curator.models.tango import MAIN_CONFIG, save_tango
+    from curator.models.tango import save_tango
+    from curator.models.tango.config import MAIN_CONFIG
 
     tmp = out / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from curator.models.tango import atomic_torch_save
+from curator.models.tango.checkpoint import atomic_torch_save
 
 CHUNK = 64  # micro-batches per file
 

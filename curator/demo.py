@@ -32,7 +32,8 @@ DEMO_SESSION = "demo: world generator @ 5 vs 100 steps"
 @dataclass(frozen=True)
 class DemoResult:
     counts: dict[str, int]  # rows per table and pairs kept per strategy under the default preset
-    summary: str  # the per-strategy table, as `curator stats` prints it
+    kept: dict[str, int]  # pairs kept per strategy under the default preset (and "total")
+    pool: dict[str, int]  # candidate pairs per strategy (and "total")
 
 
 def demo_selection_size(n: int) -> tuple[int, int]:
@@ -109,7 +110,7 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
         table = flt.load_preset_table(session, preset)
         mask = flt.keep_mask(table, flt.thresholds_of(preset))
         kept = flt.strategy_counts(table, mask)
-        summary = flt.render_counts(kept, flt.strategy_counts(table))
+        pool = flt.strategy_counts(table)
         queued = fill_demo_queue(session, preset)
         session.commit()
         echo(f"9/10 audit queue: {queued} uncertain pairs, {DEMO_OVERLAP} raters each")
@@ -119,7 +120,7 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
         counts = _table_counts(session)
         counts.update({f"kept_{k}": int(v) for k, v in kept.items()})
         session.commit()
-    return DemoResult(counts, summary)
+    return DemoResult(counts, kept, pool)
 
 
 def fill_demo_queue(session, preset) -> int:

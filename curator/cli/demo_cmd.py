@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, show_progress, user_errors
+from curator.cli.filter_text import render_counts
 from curator.demo import DEFAULT_CAPTIONS
 
 
@@ -22,7 +23,7 @@ def demo(db: DbOpt = DB_DEFAULT,
     result = run_demo(db, captions=captions, seed=seed, audio_root=audio_root, duration_s=duration,
                       echo=lambda s: typer.echo(s, err=True), progress=show_progress())
     typer.echo("store: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if not k.startswith("kept_")))
-    typer.echo(result.summary)
+    typer.echo(render_counts(result.kept, result.pool))
     if accounts:
         from curator.demo import ensure_demo_accounts
         from db.session import session_scope

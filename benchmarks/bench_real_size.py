@@ -129,7 +129,7 @@ def _official_loss(tango, unet, ref, x):
 
 
 def _trainer_loss(tango, unet, ref, x, ref_mse=None, ref_autocast=None):
-    from trainer.train import StepBatch, dpo_forward, reference_mse
+    from trainer.steps import StepBatch, dpo_forward, reference_mse
 
     batch = StepBatch(x["z_w"], x["z_l"], x["hidden"], x["mask"], x["t"], x["noise"])
     if ref_mse is None and ref_autocast is not None:  # a half-precision reference pass
@@ -153,7 +153,7 @@ def _release() -> None:
 def child_step(variant: str, folder: str, pairs: int, seconds: float, steps: int, warmup: int = 1) -> dict:
     """One training-step variant, in this (sub)process."""
     from curator.models.tango import load_tango
-    from trainer.train import StepBatch, reference_mse
+    from trainer.steps import StepBatch, reference_mse
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tango = load_tango(folder, device=device)

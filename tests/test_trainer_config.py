@@ -145,7 +145,7 @@ def test_help_lists_every_key_from_the_field_metadata():
 
 
 def test_checkpoint_pruning_and_latest(tmp_path):
-    from trainer.train import STATE_FILE, checkpoint_steps, latest_checkpoint, prune_checkpoints
+    from trainer.run_folder import STATE_FILE, checkpoint_steps, latest_checkpoint, prune_checkpoints
 
     with pytest.raises(CuratorError, match="does not exist"):
         latest_checkpoint(tmp_path / "none")

@@ -91,6 +91,7 @@ def test_run_from_store_is_recorded(session, audio_store, tmp_path):
     from db.training import TrainingRun
     from trainer.config import TrainConfig
     from trainer.data import load_store_pairs
+    from trainer.runs import StoreRecorder
     from trainer.train import run_training
 
     _seed_store(session, audio_store, scores=[GOOD, GOOD])
@@ -99,7 +100,7 @@ def test_run_from_store_is_recorded(session, audio_store, tmp_path):
     cfg = TrainConfig(model=str(base), data="store", out=str(tmp_path / "run"), duration_s=DUR, train_batch_size=2,
                       gradient_accumulation_steps=1, sft_epochs=0, dpo_epochs=1, audit_policy="ignore")
     result = run_training(cfg, lambda: load_store_pairs(session, audio_store, preset="paper", policy="ignore"),
-                          session=session, progress=False)
+                          recorder=StoreRecorder(session), progress=False)
     run = session.get(TrainingRun, result.run_id)
     assert run.status == "finished" and run.global_step == 1 and run.n_pairs == 2
     assert run.source == "store:paper/ignore" and run.source_hash == result.source_hash

@@ -68,14 +68,14 @@ def run_cmd(
         explicit["data"] = "store"
     if resume == "latest":
         from trainer.config import read_config_file
-        from trainer.train import latest_checkpoint
+        from trainer.run_folder import latest_checkpoint
 
         where = out or (read_config_file(config).get("out") if config else None)
         if not where:
             raise CuratorError("--resume latest needs the run folder: give --out DIR (or a config with out)")
         resume = str(latest_checkpoint(where))
     if resume and not (config or model):  # resume with the saved config by default
-        from trainer.train import read_checkpoint
+        from trainer.run_folder import read_checkpoint
 
         from trainer.config import config_from_dict, parse_set
 
@@ -89,6 +89,7 @@ def run_cmd(
 
 
 def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, progress: bool) -> None:
+    from trainer.runs import StoreRecorder
     from trainer.train import run_training
 
     if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
@@ -112,7 +113,7 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
 
                 return load_pairs(cfg.data)
 
-            result = run_training(cfg, loader, resume=resume, session=session, progress=progress)
+            result = run_training(cfg, loader, resume=resume, recorder=StoreRecorder(session), progress=progress)
     else:
         from trainer.data import load_pairs
 

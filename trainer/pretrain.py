@@ -32,7 +32,7 @@ Stages (each resumable; a rerun with the same `--out` continues where the last o
 3. vocoder → DIR/work/vocoder.pt;
 4. latents → DIR/work/latents.pt (posterior means, scale factor);
 5. UNet → DIR/step-K/ (a complete Tango folder + pretrain_state.pt), DIR/metrics.jsonl as
-   `trainer run` writes it (trainer.train's helpers);
+   `trainer run` writes it (trainer.run_folder's helpers);
 6. the final model: the Tango layout at DIR itself (main_config.json written last), plus
    DIR/train_captions.txt (what `trainer compare` checks test prompts against) and
    DIR/pretrain_summary.json (sizes, losses, timings).
@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from curator.errors import CuratorError
 from curator.models.tango.checkpoint import atomic_torch_save
 from trainer.pretrain_config import HOP, SAMPLE_RATE, PretrainConfig, pretrain_config_from_dict, resume_mismatch
-from trainer.train import METRICS_FILE, _atomic_json, _truncate_metrics
+from trainer.run_folder import METRICS_FILE, atomic_json, truncate_metrics
 
 CONFIG_FILE = "pretrain_config.json"
 STATE_FILE = "pretrain_state.pt"
@@ -229,7 +229,7 @@ def _train_part(name: str, module: torch.nn.Module, step_fn: Callable[[int], tup
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, last = int(state["step"]), state.get("metrics", {})
-        _truncate_metrics(log, step)
+        truncate_metrics(log, step)
     module.train()
 
     def save(done: bool) -> None:
@@ -276,7 +276,7 @@ class _Timings:
 
     def add(self, stage: str, seconds: float) -> None:
         self.values[stage] = round(self.values.get(stage, 0.0) + seconds, 3)
-        _atomic_json(self.values, self.path)
+        atomic_json(self.values, self.path)
 
 
 def latest_step(out: Path) -> int:
@@ -478,7 +478,7 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
         state = torch.load(out / f"step-{step}" / STATE_FILE, map_location="cpu", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
-        _truncate_metrics(out / METRICS_FILE, step)
+        truncate_metrics(out / METRICS_FILE, step)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     unet.train()
     hidden, mask = data["hidden"], data["mask"]
@@ -564,7 +564,7 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
                               "unet": n_params(tango.unet)},
                "final": {"vae": vae_metrics, "vocoder": voc_metrics, "unet": last}, "timings_s": timings.values,
                "torch_threads": torch.get_num_threads(), "device": str(device)}
-    _atomic_json(summary, out / SUMMARY_FILE)
+    atomic_json(summary, out / SUMMARY_FILE)
     return PretrainResult(out, cfg.steps, n, summary)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curator.audio import SAMPLE_RATE
+from curator.paper import DPO_BETA
 from trainer.cache import clip_samples, fit_length
 from trainer.loss import diffusion_target, dpo_loss, per_sample_mse
 from trainer.synthetic import PROMPTS, pair_waves
@@ -54,7 +54,7 @@ def _official_step(tango, unet, ref, waves_w, waves_l, prompts, noise, t):
         out[side] = per_sample_mse(unet(noisy, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample, target)
         with torch.no_grad():  # separate reference passes
             out["r" + side] = per_sample_mse(ref(noisy, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample, target)
-    terms = dpo_loss(torch.cat([out["w"], out["l"]]), torch.cat([out["rw"], out["rl"]]), 2000.0)
+    terms = dpo_loss(torch.cat([out["w"], out["l"]]), torch.cat([out["rw"], out["rl"]]), DPO_BETA)
     return terms.loss
 
 
@@ -64,7 +64,7 @@ def _trainer_step(tango, unet, ref, z_w, z_l, hidden, mask, noise, t, ref_mse=No
     from trainer.steps import StepBatch, dpo_forward
 
     batch = StepBatch(z_w, z_l, hidden, mask, t, noise)
-    return dpo_forward(unet, ref, tango.scheduler, batch, 2000.0, ref_mse)[0]
+    return dpo_forward(unet, ref, tango.scheduler, batch, DPO_BETA, ref_mse)[0]
 
 
 def _peak_cpu_bytes(fn) -> int:

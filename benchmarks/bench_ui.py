@@ -157,8 +157,8 @@ def _bench_http(url: str, tmp: Path, raters: int, votes: int, overlap: int, thin
     from curator.audio import AudioStore
     from db.annotation import AuditAssignment
     from db.session import upgrade
-    from test_ui_app import free_port
-    from test_ui_fixtures import PASSWORD, make_pool, make_users
+    from builders.ports import free_port
+    from builders.ui import PASSWORD, make_pool, make_users
 
     upgrade(url)
     store = AudioStore(tmp / "audio")
@@ -263,7 +263,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
     from annotate_ui import audit
     from curator.audio import AudioStore
     from db.session import open_store, upgrade
-    from test_ui_fixtures import make_pool, make_users
+    from builders.ui import make_pool, make_users
 
     upgrade(url)
     factory = open_store(url)
@@ -352,8 +352,8 @@ def _bench_login_flood(url: str, tmp: Path, votes: int, flooders: int, extra: tu
     from annotate_ui.app import make_context
     from curator.audio import AudioStore
     from db.session import upgrade
-    from test_ui_app import free_port
-    from test_ui_fixtures import PASSWORD, make_pool, make_users
+    from builders.ports import free_port
+    from builders.ui import PASSWORD, make_pool, make_users
 
     upgrade(url)
     store = AudioStore(tmp / "audio")

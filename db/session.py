@@ -214,7 +214,3 @@ def session_scope(url: str) -> Iterator[Session]:
 
 def table_names(engine: Engine) -> list[str]:
     return sorted(inspect(engine).get_table_names())
-
-
-def env_db_url() -> str:
-    return os.environ.get("CURATOR_DB", DEFAULT_DB)

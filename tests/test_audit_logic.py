@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 
@@ -15,7 +14,7 @@ from curator.errors import CuratorError
 from db.annotation import AuditAssignment, AuditItem
 from db.models import AudioClip, Pair
 from db.session import open_store
-from test_ui_fixtures import make_pool, make_users
+from builders.ui import make_pool, make_users
 
 
 def _vote_all(session, user, verdict="A", rng=None, limit=1000):

@@ -5,17 +5,12 @@ listening clip waiting for `rater` at the first login."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 
-from test_ui_app import free_port, running_app
-from test_ui_browser import CHROMIUM, browser, login  # noqa: F401 - browser is the shared fixture
+from builders.app import free_port, running_app
+from builders.browser import BROWSER_MARKS, login
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 LOADED = "(sel) => [...document.querySelectorAll(sel)].length === 2 && [...document.querySelectorAll(sel)].every(i => i.complete && i.naturalWidth === 640)"
 

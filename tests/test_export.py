@@ -20,7 +20,7 @@ from curator.filter import Thresholds, save_preset
 from curator.pairs import build_pairs
 from db.models import AudioClip, Export
 from db.session import open_store
-from test_pairs_fixtures import paper_world
+from builders.pairs import paper_world
 
 runner = CliRunner()
 

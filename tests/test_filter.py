@@ -26,7 +26,7 @@ from curator.filter import (
     thresholds_of,
 )
 from curator.pairs import build_pairs
-from test_pairs_fixtures import add_models, paper_world
+from builders.pairs import add_models, paper_world
 
 
 def random_table(n=5000, seed=0) -> PairTable:

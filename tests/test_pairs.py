@@ -12,7 +12,7 @@ from curator.errors import CuratorError
 from curator.pairs import build_pairs, describe
 from db.models import AudioClip, Pair, PairScore
 from db.session import open_store
-from test_pairs_fixtures import add_caption, add_group, add_models, add_score, paper_world
+from builders.pairs import add_caption, add_group, add_models, add_score, paper_world
 
 runner = CliRunner()
 

@@ -1,6 +1,6 @@
 """Perturbations through the real `openai` client against a loopback OpenAI-compatible server.
 
-The server is tests/llm_server.py (http.server in a thread on 127.0.0.1).
+The server is tests/builders/llm_server.py (http.server in a thread on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from llm_server import FakeLLM
+from builders.llm_server import FakeLLM
 
 from curator.cli import app
 from curator.errors import CuratorError

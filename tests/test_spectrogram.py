@@ -15,7 +15,7 @@ from annotate_ui.app import make_context, media_bytes
 from annotate_ui.spectrogram import HEIGHT, WIDTH, blind_png, cache_path, cached_png, spectrogram_image
 from curator.audio import SAMPLE_RATE
 from curator.errors import CuratorError
-from test_ui_fixtures import make_pool, make_users
+from builders.ui import make_pool, make_users
 
 
 def _events(first: str) -> np.ndarray:

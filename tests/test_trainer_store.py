@@ -108,7 +108,6 @@ def test_run_from_store_is_recorded(session, audio_store, tmp_path):
     assert run.config["beta"] == 2000.0 and "rewards/accuracies" in run.final_metrics
 
     # trainer eval on that checkpoint: clips with strategy "eval", a clip set for listening sessions
-    pytest.importorskip("curator.world.judge")
     from db.listening import ClipSet
     from db.models import AudioClip
     from trainer.evaluate import EvalSettings, evaluate

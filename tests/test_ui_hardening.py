@@ -26,8 +26,8 @@ from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem
 from db.models import AudioClip, Caption, Pair, text_hash
-from test_ui_app import free_port, player_urls, spectrogram_urls
-from test_ui_fixtures import PASSWORD, make_users
+from builders.app import free_port, player_urls, spectrogram_urls
+from builders.ui import PASSWORD, make_users
 
 
 class FakeClock:

@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from curator.errors import CuratorError
+from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
 
 WORLD_METRICS = ("presence_recall", "presence_precision", "ordering_error_rate", "onset_error_s", "count_error_rate")
 LOWER_IS_BETTER = {"ordering_error_rate", "onset_error_s", "count_error_rate", "fad"}
@@ -46,9 +47,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 @dataclass(frozen=True)
 class CompareSettings:
-    steps: int = 200  # arXiv 2404.09956 §5.3
-    guidance: float = 3.0  # arXiv 2404.09956 §3.1
-    duration_s: float = 10.24  # arXiv 2404.09956 §3.1
+    steps: int = EVAL_STEPS
+    guidance: float = GUIDANCE_SCALE
+    duration_s: float = CLIP_SECONDS
     seeds: tuple[int, ...] = (0,)
     batch_size: int = 4
     limit: int = 0

@@ -54,9 +54,10 @@ import torch
 import torch.nn.functional as F
 
 from curator.errors import CuratorError
+from curator.fsutil import atomic_write_json
 from curator.models.tango.checkpoint import atomic_torch_save
 from trainer.pretrain_config import HOP, SAMPLE_RATE, PretrainConfig, pretrain_config_from_dict, resume_mismatch
-from trainer.run_folder import METRICS_FILE, atomic_json, truncate_metrics
+from trainer.run_folder import METRICS_FILE, truncate_metrics
 
 CONFIG_FILE = "pretrain_config.json"
 STATE_FILE = "pretrain_state.pt"
@@ -276,7 +277,7 @@ class _Timings:
 
     def add(self, stage: str, seconds: float) -> None:
         self.values[stage] = round(self.values.get(stage, 0.0) + seconds, 3)
-        atomic_json(self.values, self.path)
+        atomic_write_json(self.path, self.values)
 
 
 def latest_step(out: Path) -> int:
@@ -564,7 +565,7 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
                               "unet": n_params(tango.unet)},
                "final": {"vae": vae_metrics, "vocoder": voc_metrics, "unet": last}, "timings_s": timings.values,
                "torch_threads": torch.get_num_threads(), "device": str(device)}
-    atomic_json(summary, out / SUMMARY_FILE)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return PretrainResult(out, cfg.steps, n, summary)
 
 

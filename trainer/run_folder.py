@@ -19,8 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from curator.audio import atomic_write_bytes
 from curator.errors import CuratorError
+from curator.fsutil import atomic_write_bytes, atomic_write_json
 from trainer.config import TrainConfig, config_from_dict
 from trainer.model import load_base, save_model, unet_signature
 
@@ -28,10 +28,6 @@ CONFIG_FILE = "trainer_config.json"
 STATE_FILE = "trainer_state.json"
 ACCEL_DIR = "accelerate"
 METRICS_FILE = "metrics.jsonl"
-
-
-def atomic_json(obj: Any, path: Path) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def read_checkpoint(path: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
@@ -181,7 +177,7 @@ class CheckpointWriter:
         accelerator.wait_for_everyone()
         if main:
             (tmp / CONFIG_FILE).write_text(self.cfg.to_json() + "\n", encoding="utf-8")
-            atomic_json({**self.state(step), "unet": unet_signature(policy)}, tmp / STATE_FILE)
+            atomic_write_json(tmp / STATE_FILE, {**self.state(step), "unet": unet_signature(policy)})
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

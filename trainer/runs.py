@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import utcnow
@@ -41,11 +40,6 @@ def finish_run(session: Session, run: TrainingRun, *, status: str, step: int, me
     run.error = error
     run.finished_at = utcnow()
     session.flush()
-
-
-def runs_for(session: Session, out_dir: str | Path) -> list[TrainingRun]:
-    return list(session.scalars(select(TrainingRun).where(TrainingRun.out_dir == str(Path(out_dir).resolve()))
-                                .order_by(TrainingRun.id)))
 
 
 class RunRecorder(Protocol):

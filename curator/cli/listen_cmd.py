@@ -20,6 +20,7 @@ import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, user_errors
 from curator.errors import CuratorError
+from db.session import session_scope
 
 
 def _ci(ci) -> str:
@@ -53,7 +54,6 @@ def register(app: typer.Typer) -> None:
     def clip_sets(db: DbOpt = DB_DEFAULT) -> None:
         """Clip sets (systems) with generator, checkpoint and number of clips; `trainer eval` writes them too."""
         from annotate_ui.listening import list_clip_sets
-        from db.session import session_scope
 
         with session_scope(db) as s:
             rows = list_clip_sets(s)
@@ -81,7 +81,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A clip set from a generator's stored clips (lowest slot per caption) or from explicit clip ids."""
         from annotate_ui.listening import clip_set_from_generator, create_clip_set
-        from db.session import session_scope
 
         if (generator is None) == (not clip):
             raise CuratorError("give either --generator G or --clip ID (repeatable), not both and not neither")
@@ -119,7 +118,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A listening session: prompts × clip sets plus gold items; open for raters at once."""
         from annotate_ui.listening import create_listening_session
-        from db.session import session_scope
 
         if not clip_set_names:
             raise CuratorError("give at least one --clip-set NAME (see `curator listen clip-sets`)")
@@ -147,7 +145,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Listening sessions with their state and number of items."""
         from annotate_ui.listening import list_sessions
-        from db.session import session_scope
 
         with session_scope(db) as s:
             rows = list_sessions(s, open_only=open_only)
@@ -160,7 +157,6 @@ def register(app: typer.Typer) -> None:
 
     def _set_open(name: str, is_open: bool, db: str) -> None:
         from annotate_ui.listening import set_session_open
-        from db.session import session_scope
 
         with session_scope(db) as s:
             ls = set_session_open(s, name, is_open)
@@ -189,7 +185,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Mean ± 95 % CI per system for OVL and REL, Krippendorff's α (ordinal), excluded raters."""
         from annotate_ui.listening import export_results, session_results
-        from db.session import session_scope
 
         with session_scope(db) as s:
             res = session_results(s, name)

@@ -23,7 +23,7 @@ zero or above `MAX_COUNT`, an event named twice, more than `MAX_EVENTS` events â
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -295,7 +295,3 @@ def random_captions(n: int, seed: int = 0) -> list[str]:
             seen.add(text)
             out.append(text)
     return out
-
-
-def with_mentions(scene: Scene, mentions: list[Mention]) -> Scene:
-    return replace(scene, mentions=tuple(mentions))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from curator.errors import CuratorError
-from curator.fsutil import remove_stale_siblings, temp_sibling
+from curator.fsutil import atomic_write_json, remove_stale_siblings, temp_sibling
 from curator.models.tango.config import (
     _MAIN_IGNORED,
     _VAE_IGNORED,
@@ -291,12 +291,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise
 
 
-def _atomic_json(obj: Any, path: Path) -> None:
-    from curator.audio import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
 def _contiguous_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
@@ -306,16 +300,16 @@ def _write_layout(tango: Tango, folder: Path) -> None:
     main = dict(tango.config)
     main["unet_model_config_path"] = UNET_CONFIG
     main["unet_model_name"] = None
-    _atomic_json(main, folder / MAIN_CONFIG)
-    _atomic_json({k: v for k, v in dict(tango.unet.config).items() if not k.startswith("_")}, folder / UNET_CONFIG)
+    atomic_write_json(folder / MAIN_CONFIG, main)
+    atomic_write_json(folder / UNET_CONFIG, {k: v for k, v in dict(tango.unet.config).items() if not k.startswith("_")})
     state = {f"unet.{k}": v for k, v in tango.unet.state_dict().items()}
     state.update({f"text_encoder.{k}": v for k, v in tango.text_encoder.state_dict().items()})
     atomic_torch_save(_contiguous_cpu(state), folder / MAIN_WEIGHTS)
-    _atomic_json(vae_config_of(tango.vae), folder / VAE_CONFIG)
+    atomic_write_json(folder / VAE_CONFIG, vae_config_of(tango.vae))
     original = diffusers_vae_to_original(tango.vae.state_dict(), tango.vocoder.state_dict(), n_levels)
     atomic_torch_save(_contiguous_cpu(original), folder / VAE_WEIGHTS)
-    _atomic_json(vocoder_config_of(tango.vocoder), folder / VOCODER_CONFIG)
-    _atomic_json(asdict(tango.stft), folder / STFT_CONFIG)
+    atomic_write_json(folder / VOCODER_CONFIG, vocoder_config_of(tango.vocoder))
+    atomic_write_json(folder / STFT_CONFIG, asdict(tango.stft))
     buffers = dict(tango.stft_buffers) or stft_buffers(tango.stft)
     buffers["mel_basis"] = tango.mel_basis
     atomic_torch_save(_contiguous_cpu(buffers), folder / STFT_WEIGHTS)

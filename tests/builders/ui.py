@@ -1,6 +1,6 @@
 """Builders for the rater-app tests: a pool of pairs with scores, users, audio in an AudioStore.
 
-(No tests here; imported by test_audit*, test_ui*, test_users* and benchmarks/bench_ui*.)
+(Imported by test_audit*, test_ui*, test_users* and benchmarks/bench_ui.py.)
 """
 
 from __future__ import annotations

@@ -33,10 +33,10 @@ def serve(
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
     from sqlalchemy import func, select
 
-    from annotate_ui.app import launch, make_context
-    from annotate_ui.auth import LoginLimiter
+    from annotate_ui.web.app import launch, make_context
+    from annotate_ui.logic.auth import LoginLimiter
     from curator.audio import audio_store_for
-    from curator.errors import CuratorError
+    from db.errors import CuratorError
     from db.annotation import User
     from db.session import safe_url
 

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy.engine import make_url
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 SAMPLE_RATE = 16_000  # Tango's audio rate (arXiv 2404.09956 §3.1)
 CLAP_SAMPLE_RATE = 48_000  # laion CLAP's input rate

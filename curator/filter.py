@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import STRATEGIES, ClapModel, Preset, utcnow
 
 DEFAULT_PRESET = "paper"

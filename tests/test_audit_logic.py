@@ -9,9 +9,9 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from annotate_ui import audit
-from annotate_ui.auth import AuthUser
-from curator.errors import CuratorError
+from annotate_ui.logic import audit
+from annotate_ui.logic.auth import AuthUser
+from db.errors import CuratorError
 from db.annotation import AuditAssignment, AuditItem
 from db.models import AudioClip, Pair
 from db.session import open_store
@@ -378,7 +378,7 @@ def test_open_assignments_expire_after_the_lease(session, audio_store):
 
 
 def test_disabling_a_rater_frees_their_open_slots(session, audio_store):
-    from annotate_ui.auth import disable_user
+    from annotate_ui.logic.auth import disable_user
 
     pairs = make_pool(session, audio_store, 2)
     u1, u2 = make_users(session, n_raters=2, admins=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.filter import (
     DEFAULT_PRESET,
     PairTable,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.config import TrainConfig, config_from_dict, load_config, parse_set, resume_mismatch
 from trainer.data import Verdicts, apply_policy, load_export
 from trainer.synthetic import write_export

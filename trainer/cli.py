@@ -16,7 +16,7 @@ from typing import List, Optional
 import typer
 
 from curator.cli.common import AudioRootOpt, OneLineErrors, choices, user_errors, version_option
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.config import AUDIT_POLICIES
 
 app = typer.Typer(name="trainer", cls=OneLineErrors,

@@ -17,13 +17,13 @@ confidence intervals, paired differences and the paper's splits (arXiv 2404.0995
    per-event strengths) and, for each CLAP scorer, its audio embeddings (`fad_<scorer>`).
    Prompts the grammar cannot read have no reference here, so FAD is left out for them.
 4. Statistics: per checkpoint and metric the mean over prompts of the per-prompt mean over seeds,
-   with a Student-t 95 % interval (annotate_ui.stats.mean_ci); the paired difference to the first
+   with a Student-t 95 % interval (curator.stats.mean_ci); the paired difference to the first
    checkpoint, paired over prompts and pooled over seeds; FAD's interval and difference by a
    bootstrap over prompts (the same resamples for every checkpoint). Splits: number of events
    (arXiv 2404.09956 Figure 3) and temporal vs non-temporal prompts (arXiv 2404.09956 Table 5, the T2 keywords).
 5. OUT/results.json, OUT/table.md, OUT/figure.png (matplotlib), written atomically. With a store,
    each checkpoint's first-seed clips become a clip set `compare:<out>:<NAME>` (trainer.evaluate's
-   clip rows), and `listening` creates a listening session over them (annotate_ui.listening).
+   clip rows), and `listening` creates a listening session over them (annotate_ui.logic.listening.design).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 WORLD_METRICS = ("presence_recall", "presence_precision", "ordering_error_rate", "onset_error_s", "count_error_rate")
 LOWER_IS_BETTER = {"ordering_error_rate", "onset_error_s", "count_error_rate", "fad"}
@@ -223,7 +223,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, *, fast: bool = False) -> flo
 
 
 def _ci(values: Sequence[float]) -> dict[str, Any]:
-    from annotate_ui.stats import mean_ci
+    from curator.stats import mean_ci
 
     r = mean_ci([float(v) for v in values])
     lo = r.low if r.low is not None else r.mean
@@ -510,7 +510,7 @@ def compare(checkpoints: Sequence[tuple[str, Path]], scorer_specs: Sequence[str]
     }
     ls_name = None
     if listening:
-        from annotate_ui.listening import create_listening_session
+        from annotate_ui.logic.listening.design import create_listening_session
 
         ls = create_listening_session(session, listening, [clip_sets[n] for n in names],
                                       n_prompts=min(settings.listening_prompts, len(prompts)), seed=0)

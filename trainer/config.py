@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.fsutil import read_utf8
 
 AUDIT_POLICIES = ("ignore", "drop-rejected", "human-winner", "majority")

@@ -10,7 +10,7 @@ Two sources, one result (`PairSet`):
   columns through the `datasets` library (curator.hub_data), its `train` split in row order.
 - **Store** (`--data store --db URL --preset NAME --set audit_policy=…`): the pairs the preset's
   filter keeps (curator.filter), then the audit policy over the raters' verdicts
-  (annotate_ui.audit.verdict_counts: agree / disagree / both_good / both_bad per pair):
+  (annotate_ui.logic.audit.verdict_counts: agree / disagree / both_good / both_bad per pair):
 
   | policy          | an audited pair is …                                                            |
   |-----------------|---------------------------------------------------------------------------------|
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.export import audio_base
 
 EXPORT_COLUMNS = ("prompt", "chosen", "rejected", "strategy")
@@ -254,7 +254,7 @@ def apply_policy(policy: str, verdicts: Verdicts | None) -> str:
 
 
 def _verdict_counts(session, pair_ids: Sequence[int]) -> dict[int, Verdicts]:
-    from annotate_ui.audit import verdict_counts  # only store sources with an audit policy read the votes
+    from annotate_ui.logic.audit import verdict_counts  # only store sources with an audit policy read the votes
     raw = verdict_counts(session, list(pair_ids))
     return {int(pid): _as_verdicts(v) for pid, v in raw.items()}
 

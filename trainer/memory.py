@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 GiB = 2 ** 30
 OPTIMIZER_BYTES = {"adamw": 8.0, "adamw8bit": 2.0, "adafactor": 0.2}  # state bytes per parameter

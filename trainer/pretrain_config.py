@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.config import _type_error, read_config_file
 
 SAMPLE_RATE = 16_000  # arXiv 2404.09956 §3.1

@@ -28,7 +28,7 @@ from typing import Iterable
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 SAMPLE_RATE = 16_000
 ROW_FILES = ("metadata.jsonl", "metadata.csv")

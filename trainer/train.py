@@ -44,7 +44,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.cache import FeatureCache, build_features
 from trainer.config import TrainConfig, config_from_dict, resume_mismatch
 from trainer.data import PairSet

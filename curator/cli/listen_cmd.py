@@ -1,6 +1,6 @@
 """`curator listen ...`: clip sets and listening sessions from the command line.
 
-The same functions as the rater app's admin part (annotate_ui.listening); raters rate in the app.
+The same functions as the rater app's admin part (annotate_ui.logic.listening); raters rate in the app.
 
     curator listen clip-sets                                     list the clip sets (systems)
     curator listen clip-set create NAME --generator G [--checkpoint C] [--strategy eval]
@@ -19,7 +19,7 @@ from typing import List, Optional
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, user_errors
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 
 def _ci(ci) -> str:
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def clip_sets(db: DbOpt = DB_DEFAULT) -> None:
         """Clip sets (systems) with generator, checkpoint and number of clips; `trainer eval` writes them too."""
-        from annotate_ui.listening import list_clip_sets
+        from annotate_ui.logic.listening.clipsets import list_clip_sets
         from db.session import session_scope
 
         with session_scope(db) as s:
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = DB_DEFAULT,
     ) -> None:
         """A clip set from a generator's stored clips (lowest slot per caption) or from explicit clip ids."""
-        from annotate_ui.listening import clip_set_from_generator, create_clip_set
+        from annotate_ui.logic.listening.clipsets import clip_set_from_generator, create_clip_set
         from db.session import session_scope
 
         if (generator is None) == (not clip):
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = DB_DEFAULT,
     ) -> None:
         """A listening session: prompts × clip sets plus gold items; open for raters at once."""
-        from annotate_ui.listening import create_listening_session
+        from annotate_ui.logic.listening.design import create_listening_session
         from db.session import session_scope
 
         if not clip_set_names:
@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = DB_DEFAULT,
     ) -> None:
         """Listening sessions with their state and number of items."""
-        from annotate_ui.listening import list_sessions
+        from annotate_ui.logic.listening.design import list_sessions
         from db.session import session_scope
 
         with session_scope(db) as s:
@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
                        f"{r['min_raters']} raters per clip")
 
     def _set_open(name: str, is_open: bool, db: str) -> None:
-        from annotate_ui.listening import set_session_open
+        from annotate_ui.logic.listening.design import set_session_open
         from db.session import session_scope
 
         with session_scope(db) as s:
@@ -188,7 +188,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Mean ± 95 % CI per system for OVL and REL, Krippendorff's α (ordinal), excluded raters."""
-        from annotate_ui.listening import export_results, session_results
+        from annotate_ui.logic.listening.results import export_results, session_results
         from db.session import session_scope
 
         with session_scope(db) as s:

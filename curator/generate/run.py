@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from curator.audio import AudioStore
 from curator.backends import Generator
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import STRATEGIES, AudioClip, Caption, Perturbation
 
 GUIDANCE = 3.0  # arXiv 2404.09956 §3.1, §4.1

@@ -51,7 +51,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.fsutil import remove_stale_siblings, temp_sibling
 
 log = logging.getLogger(__name__)

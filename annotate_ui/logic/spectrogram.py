@@ -8,7 +8,7 @@
   follows the clip's own content address, so the cache never goes stale; `v1` changes with the
   drawing. A read-only audio store still gets its image, drawn per request.
 * `blind_png`: what a rater's browser receives is a copy unique to its media token, like the
-  audio (annotate_ui/media.py): the same pixels with a private ancillary `juNk` chunk of random
+  audio (annotate_ui/logic/media.py): the same pixels with a private ancillary `juNk` chunk of random
   length (seeded by the token) before IEND. Viewers ignore the chunk; no two deliveries of one
   clip's image share a hash or a size, so an image cannot be counted across assignments. As with
   the audio, comparing the decoded pixels of two copies still finds that they are one clip.
@@ -107,7 +107,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def blind_png(png: bytes, token: str) -> tuple[bytes, str]:
     """(PNG bytes, media type) of the image PNG as delivered under TOKEN: the same pixels, bytes and
     size unique to the token (module doc). Deterministic per token."""
-    from annotate_ui.media import _seed
+    from annotate_ui.logic.media import _seed
 
     if not png.startswith(PNG_SIGNATURE) or png[-12:-8] != b"\x00\x00\x00\x00" or png[-8:-4] != b"IEND":
         raise ValueError("not a PNG ending in IEND")

@@ -27,9 +27,9 @@ from sqlalchemy import and_, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from annotate_ui.auth import AuthUser
+from annotate_ui.logic.auth import AuthUser
 from curator.audio import AudioStore, Decoded
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.annotation import DEFAULT_OVERLAP, VERDICTS, AuditAssignment, AuditItem
 from db.models import AudioClip, Caption, Pair, utcnow
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 from sqlalchemy import func, select
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 DEFAULT_CAPTIONS = 200
 PER_CLUSTER = 10
@@ -125,7 +125,7 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
 def fill_demo_queue(session, preset) -> int:
     """Queue the DEMO_AUDIT_PAIRS least certain pairs under PRESET for DEMO_OVERLAP raters each, once:
     a store whose queue already has pairs is left alone. Returns the pairs in the queue."""
-    from annotate_ui.tuning import TuningData, fill_queue
+    from annotate_ui.logic.tuning import TuningData, fill_queue
     from curator import filter as flt
     from db.annotation import AuditItem
 
@@ -143,7 +143,7 @@ def ensure_demo_listening(session):
     """The demo listening session: two clip sets of the world generator's Strategy 1.1 clips (one at
     each of DEMO_LISTEN_STEPS), DEMO_LISTEN_PROMPTS prompts both cover, gold items as by default.
     Created once; a rerun returns the existing session."""
-    from annotate_ui import listening as L
+    from annotate_ui.logic.listening import clipsets, design
     from db.listening import ListeningSession
     from db.models import AudioClip
 
@@ -159,11 +159,11 @@ def ensure_demo_listening(session):
         first: dict[int, AudioClip] = {}
         for c in clips:
             first.setdefault(c.caption_id, c)
-        sets.append(L.create_clip_set(session, f"demo: world @ {steps} steps", list(first.values()),
+        sets.append(clipsets.create_clip_set(session, f"demo: world @ {steps} steps", list(first.values()),
                                       note=f"Strategy 1.1 clips of the world generator at {steps} steps",
                                       exist_ok=True))
-    n = min(DEMO_LISTEN_PROMPTS, len(L.common_captions(session, sets)))
-    return L.create_listening_session(session, DEMO_SESSION, sets, n_prompts=n, seed=0)
+    n = min(DEMO_LISTEN_PROMPTS, len(design.common_captions(session, sets)))
+    return design.create_listening_session(session, DEMO_SESSION, sets, n_prompts=n, seed=0)
 
 
 def _table_counts(session) -> dict[str, int]:
@@ -190,7 +190,7 @@ def ensure_demo_accounts(session) -> dict[str, str]:
     """
     import secrets
 
-    from annotate_ui.auth import add_user
+    from annotate_ui.logic.auth import add_user
     from db.annotation import User
 
     if session.scalar(select(func.count()).select_from(User)):

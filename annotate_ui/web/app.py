@@ -46,25 +46,27 @@ from typing import Iterator
 import fastapi
 import gradio as gr
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from gradio import route_utils
+from gradio.routes import templates
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
 
 from annotate_ui.logic import audit, tuning
-from annotate_ui.web import charts
-from annotate_ui.logic.listening import queue
 from annotate_ui.logic.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
+from annotate_ui.logic.listening import queue
 from annotate_ui.logic.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
-from annotate_ui.web.runs_tab import build_runs_tab
 from annotate_ui.logic.spectrogram import blind_png, cached_png
+from annotate_ui.web import charts
+from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
+from annotate_ui.web.runs_tab import build_runs_tab
 from curator.audio import AudioStore
-from db.errors import CuratorError
 from curator.filter import DEFAULT_PRESET, get_preset, list_presets, save_preset, thresholds_of
 from db.annotation import DEFAULT_OVERLAP
+from db.errors import CuratorError
+from db.session import open_store
 
 log = logging.getLogger(__name__)
-
-from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
 
 
 @dataclass
@@ -471,9 +473,6 @@ class Guard:
 
 def _login_page(request: fastapi.Request) -> Response:
     """Gradio's login page as Gradio renders it for an anonymous visitor, with an empty API description."""
-    from gradio import route_utils
-    from gradio.routes import templates
-
     app = request.app
     blocks = app.get_blocks()
     root = route_utils.get_root_url(request=request, route_path="/", root_path=app.root_path)
@@ -754,8 +753,6 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
 
 def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:
     """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions (UIContext fields)."""
-    from db.session import open_store
-
     return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store, **settings)
 
 

@@ -9,6 +9,10 @@ import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, choices, echo_json, user_errors
 from db.annotation import ROLES
+from db.session import session_scope
+
+# annotate_ui.logic.auth is imported by the commands that use it: it hashes a dummy password at
+# import (about a second of argon2), which every other `curator` command would pay for.
 
 Role = choices("Role", ROLES)
 
@@ -38,7 +42,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add an account; the password is stored only as an argon2 hash."""
         from annotate_ui.logic.auth import add_user, check_name, check_role
-        from db.session import session_scope
 
         check_name(name)
         role = check_role(role.value)
@@ -52,7 +55,6 @@ def register(app: typer.Typer) -> None:
     def list_(db: DbOpt = DB_DEFAULT, as_json: JsonOpt = False) -> None:
         """Accounts with role, state and last login."""
         from annotate_ui.logic.auth import list_users, user_dict
-        from db.session import session_scope
 
         with session_scope(db) as s:
             rows = list_users(s)
@@ -67,7 +69,6 @@ def register(app: typer.Typer) -> None:
 
     def _set_active(name: str, active: bool, db: str) -> None:
         from annotate_ui.logic.auth import disable_user, enable_user
-        from db.session import session_scope
 
         with session_scope(db) as s:
             (enable_user if active else disable_user)(s, name)
@@ -95,7 +96,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Set a new password (stored only as an argon2 hash)."""
         from annotate_ui.logic.auth import get_user, set_password
-        from db.session import session_scope
 
         with session_scope(db) as s:
             get_user(s, name)  # an unknown name fails before the prompt

@@ -1,6 +1,6 @@
-"""The raters' verdicts on a pair, counted from the audit votes (the rater app writes them; the
-trainer's audit policy and the threshold view read them). An open (unanswered) assignment is no
-verdict; a skip is counted apart from the votes."""
+"""The raters' verdicts on a pair, counted from the audit votes: the rater app writes the votes,
+the trainer's audit policy reads the counts. An open (unanswered) assignment is no verdict; a
+skip is counted apart from the votes."""
 
 from __future__ import annotations
 

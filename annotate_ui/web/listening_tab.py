@@ -252,8 +252,8 @@ class ListeningHandlers:
         self.ctx.admin(request)
         with self.ctx.errors(), self.ctx.session() as s:
             cs = clipsets.clip_set_from_generator(s, name, generator=(generator or "").strip(),
-                                           checkpoint_id=(checkpoint or "").strip() or None,
-                                           strategy=(strategy or "eval").strip())
+                                                  checkpoint_id=(checkpoint or "").strip() or None,
+                                                  strategy=(strategy or "eval").strip())
             msg = f"Clip set **{html.escape(cs.name)}**: {len(cs.items)} clips of {html.escape(cs.generator)}."
         return (msg, *self.admin_overview(request)[1:3])
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from curator.cli.filter_text import render_counts, render_histogram, threshold_marks
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.filter import (
     DEFAULT_PRESET,
     PairTable,

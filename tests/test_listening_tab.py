@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from annotate_ui.app import build_app, make_context
-from annotate_ui.listening_tab import ListeningHandlers, parse_score, prompt_html
+from annotate_ui.web.app import build_app, make_context
+from annotate_ui.web.listening_tab import ListeningHandlers, parse_score, prompt_html
 from db.annotation import User
 from db.listening import ListeningItem, ListeningRating
 from db.models import AudioClip, Caption, text_hash

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models.real_size import AUDIOLDM_VAE, FLAN_T5_LARGE, build_real_size_tango, parameter_counts
 from curator.models.tango import load_tango
 from curator.models.tango.config import HIFIGAN_16K_64, TANGO_UNET_CONFIG

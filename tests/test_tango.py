@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models import tango as T
 from curator.models.tango import config, keys, parts
 from curator.models.tiny import build_tiny_tango, tiny_tango

@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.config import TrainConfig, config_from_dict, load_config, parse_set, resume_mismatch
-from trainer.data import Verdicts, apply_policy, load_export
+from curator.verdicts import Verdicts
+from trainer.data import apply_policy, load_export
 from trainer.synthetic import write_export
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.cache import FeatureCache, build_features
 from trainer.config import TrainConfig
 from trainer.data import load_export

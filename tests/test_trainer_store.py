@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.synthetic import pair_waves
 
 DUR = 0.32

@@ -16,7 +16,7 @@ from typing import List, Optional
 import typer
 
 from curator.cli.common import AudioRootOpt, OneLineErrors, choices, user_errors, version_option
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
 from db.session import session_scope
 from trainer.config import AUDIT_POLICIES
@@ -173,6 +173,7 @@ def compare_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Same prompts and seeds for every checkpoint: scores, temporal metrics, FAD, mean ± 95 % CI, paired differences, splits."""
+    from annotate_ui.logic.listening.design import create_listening_session
     from trainer.compare import CompareSettings, compare, parse_checkpoint_spec
     from trainer.evaluate import read_prompts
 
@@ -189,7 +190,7 @@ def compare_cmd(
         with session_scope(db) as session:
             result = compare(specs, scorer, settings, prompts=texts, out_dir=out, session=session,
                              audio_store=audio_store_for(db, audio_root), split=split, listening=listening,
-                             progress=not quiet, warn=warn)
+                             create_listening=create_listening_session, progress=not quiet, warn=warn)
     else:
         result = compare(specs, scorer, settings, prompts=texts, out_dir=out, listening=listening,
                          progress=not quiet, warn=warn)

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.fsutil import atomic_write_json
 from curator.models.tango.checkpoint import atomic_torch_save
 from trainer.pretrain_config import HOP, SAMPLE_RATE, PretrainConfig, pretrain_config_from_dict, resume_mismatch

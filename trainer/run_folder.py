@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.fsutil import atomic_write_bytes, atomic_write_json
 from trainer.config import TrainConfig, config_from_dict
 from trainer.model import load_base, save_model, unet_signature

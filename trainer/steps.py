@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.cache import FeatureCache
 from trainer.config import TrainConfig
 from trainer.data import PairSet

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.cache import FeatureCache, build_features
 from trainer.config import TrainConfig, resume_mismatch
 from trainer.data import PairSet

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.paper import ALPHA, BETA_LOSER, DELTA1, DELTA2
 from db.models import ClapModel, Preset, utcnow
 

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import STRATEGIES, ClapModel, Preset
 
 N_MODELS = 2  # the paper's ensemble: 630k-audioset-best (model 1) and 630k-best (model 2), arXiv 2404.09956 §4.1.2

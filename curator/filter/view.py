@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.filter.presets import Thresholds
 from curator.filter.table import N_MODELS, PairTable
 from db.models import STRATEGIES

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models.tango.model import MelLatentParts
 
 PIPELINES = {"AudioLDMPipeline": "audioldm", "AudioLDM2Pipeline": "audioldm2"}

@@ -50,7 +50,7 @@ from typing import Mapping
 
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 LAION_AUDIO = "audio_branch."
 HF_AUDIO = "audio_model.audio_encoder."

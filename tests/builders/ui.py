@@ -10,7 +10,7 @@ import random
 import numpy as np
 from sqlalchemy import insert
 
-from annotate_ui.auth import AuthUser, hash_password
+from annotate_ui.logic.auth import AuthUser, hash_password
 from db.annotation import User
 from curator.audio import SAMPLE_RATE
 from db.models import STRATEGIES, AudioClip, Caption, ClapModel, Pair, PairScore, text_hash

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.fsutil import atomic_write_json, remove_stale_siblings, temp_sibling
 from curator.models.tango.config import (
     _MAIN_IGNORED,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 MAIN_CONFIG = "main_config.json"
 MAIN_WEIGHTS = "pytorch_model_main.bin"

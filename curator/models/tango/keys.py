@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models.tango.config import VAE_WEIGHTS
 
 

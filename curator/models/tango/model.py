@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models.tango.config import StftConfig
 
 class MelLatentParts:

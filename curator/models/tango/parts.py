@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models.tango.config import SD21_SCHEDULER_CONFIG, StftConfig, VaeConfig
 
 def unet_from_config(config: dict[str, Any]):

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models.tango.model import Tango, encode_ids, encode_text, latent_to_waveform
 from curator.paper import GUIDANCE_SCALE
 

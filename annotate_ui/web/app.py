@@ -1,6 +1,6 @@
 """The Gradio rater app: builds components and wires events; the work is in audit.py/tuning.py.
 
-What annotate_ui/listening_tab.py relies on from this module:
+What annotate_ui/web/listening_tab.py relies on from this module:
 
     def build_listening_tab(ctx: UIContext) -> None
         Called inside `with gr.Tab("Listening sessions"):` of this app's gr.Blocks; builds that
@@ -8,7 +8,7 @@ What annotate_ui/listening_tab.py relies on from this module:
         parameter and starts with `user = ctx.user(request)` (any active account) or
         `user = ctx.admin(request)` (admins only); both raise gr.Error for anyone else, so the
         role check happens on the server whatever the browser sends. Votes/ratings are stamped
-        with `user.id` (an `annotate_ui.auth.AuthUser`: id, name, role, is_admin), never with a
+        with `user.id` (an `annotate_ui.logic.auth.AuthUser`: id, name, role, is_admin), never with a
         name from the browser.
         `with ctx.session() as s:` is a Session on the store that commits on success and rolls
         back on error; `ctx.session_factory` is the raw sessionmaker, `ctx.db_url` the store URL.
@@ -24,7 +24,7 @@ worker thread, never on the event loop, and locks an account or a client out aft
 failures; see auth.LoginLimiter); a login idle for longer than the session timeout is logged out;
 every handler re-resolves the logged-in name to an active account and checks the role; the only
 ids the browser sends back are assignment ids, checked against the user. Audio goes out under
-opaque per-assignment tokens as per-token copies (annotate_ui/media.py), so nothing a browser
+opaque per-assignment tokens as per-token copies (annotate_ui/logic/media.py), so nothing a browser
 receives tells which clip it is. Request bodies over `max_body_bytes` are refused before they
 are read, and the page an anonymous visitor gets lists no endpoint.
 """
@@ -46,24 +46,27 @@ from typing import Iterator
 import fastapi
 import gradio as gr
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from gradio import route_utils
+from gradio.routes import templates
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
 
-from annotate_ui import audit, charts, tuning
-from annotate_ui import listening as listening_logic
-from annotate_ui.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
-from annotate_ui.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
-from annotate_ui.runs_tab import build_runs_tab
-from annotate_ui.spectrogram import blind_png, cached_png
+from annotate_ui.logic import audit, tuning
+from annotate_ui.logic.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
+from annotate_ui.logic.listening import queue
+from annotate_ui.logic.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
+from annotate_ui.logic.spectrogram import blind_png, cached_png
+from annotate_ui.web import charts
+from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
+from annotate_ui.web.runs_tab import build_runs_tab
 from curator.audio import AudioStore
-from curator.errors import CuratorError
 from curator.filter import DEFAULT_PRESET, get_preset, list_presets, save_preset, thresholds_of
 from db.annotation import DEFAULT_OVERLAP
+from db.errors import CuratorError
+from db.session import open_store
 
 log = logging.getLogger(__name__)
-
-from annotate_ui.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
 
 
 @dataclass
@@ -98,7 +101,7 @@ class UIContext:
 
     def media_url(self, user: AuthUser, kind: str, ref: tuple, what: str = "audio") -> str:
         """A fresh opaque URL for one clip (WHAT "audio") or its spectrogram image (WHAT
-        "spectrogram") shown to USER (see annotate_ui/media.py)."""
+        "spectrogram") shown to USER (see annotate_ui/logic/media.py)."""
         return f"{MEDIA_ROUTE}/{self.media.issue(user.id, kind, ref, what)}"
 
     @contextmanager
@@ -315,7 +318,7 @@ def media_bytes(ctx: UIContext, s: Session, user: AuthUser, token: str) -> tuple
     if grant.kind == "audit":
         path, _ = audit.assignment_audio(s, ctx.audio_store, user, *grant.ref)
     else:
-        path = listening_logic.item_audio_path(s, ctx.audio_store, grant.ref[0], user.id, grant.ref[1])
+        path = queue.item_audio_path(s, ctx.audio_store, grant.ref[0], user.id, grant.ref[1])
     cached = ctx.copies.get(token)
     if cached is None:
         if grant.what == "spectrogram":
@@ -470,9 +473,6 @@ class Guard:
 
 def _login_page(request: fastapi.Request) -> Response:
     """Gradio's login page as Gradio renders it for an anonymous visitor, with an empty API description."""
-    from gradio import route_utils
-    from gradio.routes import templates
-
     app = request.app
     blocks = app.get_blocks()
     root = route_utils.get_root_url(request=request, route_path="/", root_path=app.root_path)
@@ -753,8 +753,6 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
 
 def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:
     """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions (UIContext fields)."""
-    from db.session import open_store
-
     return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store, **settings)
 
 

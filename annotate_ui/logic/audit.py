@@ -20,16 +20,16 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from sqlalchemy import and_, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from annotate_ui.auth import AuthUser
+from annotate_ui.logic.auth import AuthUser
 from curator.audio import AudioStore, Decoded
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.annotation import DEFAULT_OVERLAP, VERDICTS, AuditAssignment, AuditItem
 from db.models import AudioClip, Caption, Pair, utcnow
 
@@ -448,49 +448,8 @@ def queue_status(session: Session) -> QueueStatus:
 
 
 # --------------------------------------------------------------------------------------------
-# Results (the trainer and the threshold view read these)
+# Votes as arrays (the threshold view reads these; curator.verdicts counts them per pair)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class VerdictCounts:
-    """Completed votes on one pair. agree: the rater preferred the automatic winner."""
-
-    agree: int = 0
-    disagree: int = 0
-    both_good: int = 0
-    both_bad: int = 0
-    skipped: int = 0
-
-    @property
-    def votes(self) -> int:
-        return self.agree + self.disagree + self.both_good + self.both_bad
-
-
-_OUTCOME_FIELD = {"winner": "agree", "loser": "disagree", "both_good": "both_good", "both_bad": "both_bad"}
-
-
-def verdict_counts(session: Session, pair_ids: Iterable[int] | None = None) -> dict[int, VerdictCounts]:
-    """Per pair: completed votes by outcome, and skips. Open (unanswered) assignments do not count."""
-    q = (select(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome, func.count())
-         .where(AuditAssignment.state.in_(("done", "skipped")))
-         .group_by(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome))
-    rows: list = []
-    if pair_ids is None:
-        rows = session.execute(q).all()
-    else:
-        ids = [int(p) for p in pair_ids]
-        for i in range(0, len(ids), 500):
-            rows.extend(session.execute(q.where(AuditAssignment.pair_id.in_(ids[i:i + 500]))).all())
-    out: dict[int, VerdictCounts] = {}
-    for pair_id, state, outcome, n in rows:
-        vc = out.setdefault(int(pair_id), VerdictCounts())
-        if state == "skipped":
-            vc.skipped += int(n)
-        else:
-            name = _OUTCOME_FIELD[outcome]
-            setattr(vc, name, getattr(vc, name) + int(n))
-    return out
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 MEDIA_ROUTE = "media"  # + /{token}: relative, so the app also works under a proxy's prefix
 TOKENS_PER_USER = 64  # the newest tokens of each user stay valid (a page shows at most a few)
@@ -50,7 +50,7 @@ MAX_JUNK = 2048  # bytes of random padding at most
 class Grant:
     """What a token stands for: KIND "audit" with REF (assignment id, side), or "listen" with
     REF (session id, item id); WHAT is "audio" (the clip) or "spectrogram" (its image, see
-    annotate_ui/spectrogram.py); only USER_ID may use it."""
+    annotate_ui/logic/spectrogram.py); only USER_ID may use it."""
 
     user_id: int
     kind: str

@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from curator.stats import mean_ci
 from db.errors import CuratorError
 from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
 

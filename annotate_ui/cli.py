@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 
 import typer
+from sqlalchemy import func, select
 
+from curator.audio import audio_store_for
 from curator.cli.common import AudioRootOpt, DB_DEFAULT, DbOpt, user_errors, version_option
+from db.annotation import User
+from db.errors import CuratorError
+from db.session import safe_url
 
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -35,14 +40,9 @@ def serve(
     version: bool = version_option("annotate-ui"),
 ) -> None:
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
-    from sqlalchemy import func, select
-
-    from annotate_ui.app import launch, make_context
-    from annotate_ui.auth import LoginLimiter
-    from curator.audio import audio_store_for
-    from curator.errors import CuratorError
-    from db.annotation import User
-    from db.session import safe_url
+    # imported when the app starts, so `annotate-ui --help` answers without loading Gradio (seconds)
+    from annotate_ui.logic.auth import LoginLimiter
+    from annotate_ui.web.app import launch, make_context
 
     ctx = make_context(db, audio_store_for(db, audio_root), lease_s=60 * lease_minutes,  # refuses an un-migrated store
                        session_idle_s=60 * session_idle_minutes, max_body_bytes=1024 * max_body_kb,

@@ -131,7 +131,7 @@ def _official_loss(tango, unet, ref, x):
 
 
 def _trainer_loss(tango, unet, ref, x, ref_mse=None, ref_autocast=None):
-    from trainer.train import StepBatch, dpo_forward, reference_mse
+    from trainer.steps import StepBatch, dpo_forward, reference_mse
 
     batch = StepBatch(x["z_w"], x["z_l"], x["hidden"], x["mask"], x["t"], x["noise"])
     if ref_mse is None and ref_autocast is not None:  # a half-precision reference pass
@@ -155,7 +155,7 @@ def _release() -> None:
 def child_step(variant: str, folder: str, pairs: int, seconds: float, steps: int, warmup: int = 1) -> dict:
     """One training-step variant, in this (sub)process."""
     from curator.models.tango import load_tango
-    from trainer.train import StepBatch, reference_mse
+    from trainer.steps import StepBatch, reference_mse
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tango = load_tango(folder, device=device)
@@ -235,7 +235,7 @@ def child_optim(kind: str, folder: str, slice_params: int, steps: int) -> dict:
     """One AdamW step over the first SLICE_PARAMS parameters of the real UNet (their shapes, random
     values): time and state bytes."""
     from curator.models.real_size import real_size_configs
-    from curator.models.tango import unet_from_config
+    from curator.models.tango.parts import unet_from_config
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with torch.device("meta"):
@@ -300,7 +300,8 @@ def count_flops(seconds: float, pairs: int) -> dict:
     from transformers import T5Config, T5EncoderModel
 
     from curator.models.real_size import real_size_configs
-    from curator.models.tango import VaeConfig, unet_from_config, vae_from_config
+    from curator.models.tango.config import VaeConfig
+    from curator.models.tango.parts import unet_from_config, vae_from_config
 
     cfgs = real_size_configs()
     frames = int(round(seconds * SAMPLE_RATE / HOP_LENGTH)) // 4 * 4  # mel frames, a multiple of the VAE's 4

@@ -59,9 +59,9 @@ def _official_step(tango, unet, ref, waves_w, waves_l, prompts, noise, t):
 
 
 def _trainer_step(tango, unet, ref, z_w, z_l, hidden, mask, noise, t, ref_mse=None):
-    """trainer.train.dpo_forward on cached features: one batched policy pass, plus one batched
+    """trainer.steps.dpo_forward on cached features: one batched policy pass, plus one batched
     reference pass unless REF_MSE (the pre-pass's terms for this batch) is given."""
-    from trainer.train import StepBatch, dpo_forward
+    from trainer.steps import StepBatch, dpo_forward
 
     batch = StepBatch(z_w, z_l, hidden, mask, t, noise)
     return dpo_forward(unet, ref, tango.scheduler, batch, DPO_BETA, ref_mse)[0]
@@ -149,7 +149,7 @@ def main() -> None:
     t = torch.randint(0, 1000, (args.batch,), generator=g).to(device)
 
     # the reference pre-pass (trainer/reference.py): its cost per micro-batch, timed on its own
-    from trainer.train import StepBatch, reference_mse
+    from trainer.steps import StepBatch, reference_mse
 
     ref_unet = copy.deepcopy(tango.unet).eval().requires_grad_(False)
     batch = StepBatch(z_w, z_l, hidden, mask, t, noise)

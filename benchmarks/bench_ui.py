@@ -8,7 +8,7 @@
    runs (a rater waits about that long before each vote); the headline is the closed loop
    (think 0: every rater votes again at once). Also checks the load-test invariants (no vote
    lost or duplicated, no pair over its overlap, never twice to one rater).
-2. Threshold view refresh (`annotate_ui.tuning.view` + the frames the plots get) at 100k and 1M
+2. Threshold view refresh (`annotate_ui.logic.tuning.view` + the frames the plots get) at 100k and 1M
    pairs of random scores.
 3. --login-flood N: one rater's next-pair latency alone, then while N anonymous clients flood
    /login with wrong passwords (argon2 checks run on worker threads; the lockout then refuses
@@ -152,8 +152,8 @@ def bench_http(db_url: str | None, raters: int, votes: int, overlap: int = 3, th
 def _bench_http(url: str, tmp: Path, raters: int, votes: int, overlap: int, think_ms: float) -> dict:
     from sqlalchemy import select
 
-    from annotate_ui import audit
-    from annotate_ui.app import make_context
+    from annotate_ui.logic import audit
+    from annotate_ui.web.app import make_context
     from curator.audio import AudioStore
     from db.annotation import AuditAssignment
     from db.session import upgrade
@@ -260,7 +260,7 @@ def bench_logic(db_url: str | None, raters: int, votes: int, overlap: int = 3) -
 
 
 def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> dict:
-    from annotate_ui import audit
+    from annotate_ui.logic import audit
     from curator.audio import AudioStore
     from db.session import open_store, upgrade
     from builders.ui import make_pool, make_users, mark_played
@@ -300,7 +300,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
 
 
 def bench_view(n: int, repeats: int = 20) -> dict:
-    from annotate_ui import audit, tuning
+    from annotate_ui.logic import audit, tuning
     from curator.filter import PairTable, Thresholds
 
     rng = np.random.default_rng(0)
@@ -349,8 +349,8 @@ def bench_login_flood(db_url: str | None, votes: int, flooders: int) -> dict:
 def _bench_login_flood(url: str, tmp: Path, votes: int, flooders: int, extra: tuple[str, ...]) -> dict:
     import httpx
 
-    from annotate_ui import audit
-    from annotate_ui.app import make_context
+    from annotate_ui.logic import audit
+    from annotate_ui.web.app import make_context
     from curator.audio import AudioStore
     from db.session import upgrade
     from builders.ports import free_port

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy.engine import make_url
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.fsutil import atomic_write_bytes
 from curator.paper import SAMPLE_RATE
 

@@ -44,7 +44,7 @@ import numpy as np
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import Caption, Selection, SelectionRun, text_hash
 
 # Default sentence-embedding model: all-MiniLM-L6-v2 (the paper used thenlper/gte-large,

@@ -88,7 +88,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 def read_utf8(path: str | Path, what: str = "file") -> str:
     """The text of PATH (a UTF-8 byte order mark is dropped); one CuratorError line when it is
     missing, not a file, or not UTF-8."""
-    from curator.errors import CuratorError
+    from db.errors import CuratorError
 
     path = Path(path)
     if not path.is_file():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 
 def is_int(value: object) -> bool:

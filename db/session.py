@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 DEFAULT_DB = "sqlite:///curator.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from curator.errors import CuratorError  # noqa: E402
+from db.errors import CuratorError  # noqa: E402
 from curator.fsutil import atomic_write_bytes, atomic_write_json  # noqa: E402
 from curator.paper import DPO_BETA  # noqa: E402
 
@@ -335,7 +335,7 @@ def write_subset(src: Path, dst: Path, strategies: set[str]) -> int:
 def aggregate(compared: dict, arms: dict[str, list[str]]) -> tuple[dict, dict]:
     """Per arm and metric {mean, ci95, n}, pooling the arm's runs (see the module docstring), and
     the paired differences of PAIRED over test prompts."""
-    from annotate_ui.stats import mean_ci
+    from curator.stats import mean_ci
 
     n_prompts = compared["n_prompts"]
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from curator.captions import (MAX_CAPTION_CHARS, import_captions, is_temporal, normalize_caption,
                               select_captions, t1_captions, t2_captions)
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import Caption, Selection, SelectionRun, text_hash
 
 runner = CliRunner()

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.export import MANIFEST, TABLE_PATH, export_audio_alpaca, read_table, sha256_file, verify_export
 from curator.filter import Thresholds, save_preset
 from curator.pairs import build_pairs

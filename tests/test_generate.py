@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.generate.backends import AudioLDMGenerator, TangoGenerator, detect_backend, resolve_generator
 from curator.generate.run import STEPS_1_1, plan, run_generation, shard_items
 from db.models import AudioClip, Caption, Perturbation, PerturbationRequest, Selection, SelectionRun, text_hash

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from curator.audio import AudioStore
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.export import TABLE_PATH, export_audio_alpaca, read_table
 from curator.import_pairs import import_pairs
 from curator.pairs import build_pairs

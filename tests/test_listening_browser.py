@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from annotate_ui import listening as L
 from builders.browser import ARGS as BROWSER_ARGS
 from builders.browser import BROWSER_MARKS, CHROMIUM
 from builders.ports import free_port
+from annotate_ui.logic.listening import clipsets, design
 from db.annotation import User
 from db.listening import ListeningRating
 from db.models import AudioClip, Caption, text_hash
@@ -25,7 +25,7 @@ RATINGS = ((4, 2), (5, 3), (1, 1), (3, 5))
 
 def _world(ctx, audio_store, name="browser-session", seconds=0.5):
     """A rater account and a listening session of 2 prompts (one escapes) × 2 systems, no gold items."""
-    from annotate_ui.auth import add_user
+    from annotate_ui.logic.auth import add_user
 
     with ctx.session() as s:
         add_user(s, "listener", "rater", "listen-pass-1")
@@ -40,8 +40,8 @@ def _world(ctx, audio_store, name="browser-session", seconds=0.5):
                                 generator=gen, checkpoint_id="c", prompt=cap.text, caption_id=cap.id,
                                 strategy="eval", slot=0))
         s.flush()
-        sets = [L.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
-        L.create_listening_session(s, name, sets, n_prompts=2, n_gold=0)
+        sets = [clipsets.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
+        design.create_listening_session(s, name, sets, n_prompts=2, n_gold=0)
 
 
 def _login_and_start(page, port: int, expect) -> None:
@@ -59,7 +59,7 @@ def _login_and_start(page, port: int, expect) -> None:
 def test_rater_rates_two_clips_in_the_browser(sqlite_store_url, audio_store):
     from playwright.sync_api import expect, sync_playwright
 
-    from annotate_ui.app import launch, make_context
+    from annotate_ui.web.app import launch, make_context
 
     ctx = make_context(sqlite_store_url, audio_store)
     _world(ctx, audio_store)
@@ -111,7 +111,7 @@ def test_rater_rates_with_the_keyboard(sqlite_store_url, audio_store):
     into a text field do nothing; the ratings are in the store under the rater."""
     from playwright.sync_api import expect, sync_playwright
 
-    from annotate_ui.app import launch, make_context
+    from annotate_ui.web.app import launch, make_context
 
     ctx = make_context(sqlite_store_url, audio_store)
     _world(ctx, audio_store, seconds=20.0)  # long enough to still be playing when checked

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from annotate_ui.app import build_app, make_context
-from annotate_ui.listening_tab import ListeningHandlers, parse_score, prompt_html
-from annotate_ui.media import serve
+from annotate_ui.web.app import build_app, make_context
+from annotate_ui.web.listening_tab import ListeningHandlers, parse_score, prompt_html
+from annotate_ui.logic.media_route import serve
 from db.annotation import User
 from db.listening import ListeningItem, ListeningRating
 from db.models import AudioClip, Caption, text_hash

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.pairs import build_pairs, describe
 from db.models import AudioClip, Pair, PairScore
 from db.session import open_store

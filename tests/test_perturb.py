@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from builders.llm_server import FakeLLM
 
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.perturb.llm import LLMConfig, LLMFatalError, OpenAIPerturber
 from curator.perturb.parse import build_prompt, compare_key, load_template, parse_perturbations
 from curator.perturb.run import run_perturbations

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from annotate_ui import audit, media, playback, quality
-from annotate_ui import listening as L
-from annotate_ui.auth import AuthUser
+from annotate_ui.logic import audit, media, media_route, playback, quality
+from annotate_ui.logic.auth import AuthUser
+from annotate_ui.logic.listening import clipsets, design, queue, results
 from curator.cli import app as curator_app
-from curator.errors import CuratorError
+from curator.verdicts import verdict_counts
+from db.errors import CuratorError
 from db.annotation import AuditAssignment, User
 from db.listening import ListeningItem, ListeningRating
 from db.media import MediaGrant
@@ -41,7 +42,7 @@ def _state(session, aid):
 
 
 def _fetch(session, audio_store, user, token, range_header=None, copies=None):
-    return media.serve(session, audio_store, copies or media.CopyCache(), user, token, range_header)
+    return media_route.serve(session, audio_store, copies or media.CopyCache(), user, token, range_header)
 
 
 def test_a_vote_needs_both_clips_played_to_the_end(session, audio_store):
@@ -158,46 +159,46 @@ def _listening(session, audio_store, n_raters=2, seconds=0.05):
                                   duration_s=seconds, generator=gen, checkpoint_id="c", prompt=cap.text,
                                   caption_id=cap.id, strategy="eval", slot=0))
     session.flush()
-    sets = [L.clip_set_from_generator(session, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
-    ls = L.create_listening_session(session, "qc", sets, n_prompts=3, n_gold=2)
+    sets = [clipsets.clip_set_from_generator(session, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
+    ls = design.create_listening_session(session, "qc", sets, n_prompts=3, n_gold=2)
     users = make_users(session, n_raters=n_raters, admins=0, prefix="listener")
     return ls, users
 
 
 def test_a_rating_needs_its_clip_played_and_stores_time_on_task(session, audio_store):
     ls, (u, v) = _listening(session, audio_store)
-    q = L.next_item(session, ls.id, u.id, audio_store)
+    q = queue.next_item(session, ls.id, u.id, audio_store)
     with pytest.raises(CuratorError, match="play the clip to the end before you rate it; nothing was recorded"):
-        L.submit_rating(session, ls.id, u.id, q.item_id, 3, 3)
+        queue.submit_rating(session, ls.id, u.id, q.item_id, 3, 3)
     # v played u's item? v has no such token; u's spectrogram does not count; another item of u does not count
     image = playback.issue_grant(session, u.id, "listen", (ls.id, q.item_id), "spectrogram")
     _fetch(session, audio_store, AuthUser(u.id, "u", "rater"), image)
-    L.next_item(session, ls.id, v.id, audio_store)
+    queue.next_item(session, ls.id, v.id, audio_store)
     play_item(session, audio_store, v.id, ls.id, q.item_id)
     other = next(i.id for i in ls.items if i.id != q.item_id)
     play_item(session, audio_store, u.id, ls.id, other)
     with pytest.raises(CuratorError, match="play the clip to the end"):
-        L.submit_rating(session, ls.id, u.id, q.item_id, 3, 3)
+        queue.submit_rating(session, ls.id, u.id, q.item_id, 3, 3)
     assert session.scalar(select(ListeningRating.rated_at).where(ListeningRating.item_id == q.item_id,
                                                                  ListeningRating.user_id == u.id)) is None
     session.execute(update(ListeningRating).where(ListeningRating.item_id == q.item_id, ListeningRating.user_id == u.id)
                     .values(served_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=4)))
     play_item(session, audio_store, u.id, ls.id, q.item_id, share=0.5)
-    L.submit_rating(session, ls.id, u.id, q.item_id, 3, 3, min_played_share=0.5)
+    queue.submit_rating(session, ls.id, u.id, q.item_id, 3, 3, min_played_share=0.5)
     row = session.scalar(select(ListeningRating).where(ListeningRating.item_id == q.item_id,
                                                        ListeningRating.user_id == u.id))
     assert (row.ovl, row.rel) == (3, 3) and 4000 <= row.time_on_task_ms < 64_000
     with pytest.raises(CuratorError, match="already has your rating"):  # the replay
-        L.submit_rating(session, ls.id, u.id, q.item_id, 3, 3, min_played_share=0.5)
-    (mine,) = [x for x in L.rating_rows(session, ls.id) if x.user_id == u.id and x.item_id == q.item_id]
+        queue.submit_rating(session, ls.id, u.id, q.item_id, 3, 3, min_played_share=0.5)
+    (mine,) = [x for x in results.rating_rows(session, ls.id) if x.user_id == u.id and x.item_id == q.item_id]
     assert mine.time_on_task_ms == row.time_on_task_ms  # exported with the rating
 
 
 def _rate_all(session, audio_store, ls, user, rel_gold=1):
-    while (q := L.next_item(session, ls.id, user.id, audio_store)) is not None:
+    while (q := queue.next_item(session, ls.id, user.id, audio_store)) is not None:
         play_item(session, audio_store, user.id, ls.id, q.item_id)
         gold = session.get(ListeningItem, q.item_id).is_gold
-        L.submit_rating(session, ls.id, user.id, q.item_id, 4, rel_gold if gold else 4)
+        queue.submit_rating(session, ls.id, user.id, q.item_id, 4, rel_gold if gold else 4)
 
 
 def test_flags_fast_raters_and_gold_failures(session, audio_store):
@@ -215,7 +216,7 @@ def test_flags_fast_raters_and_gold_failures(session, audio_store):
     session.execute(update(AuditAssignment).where(AuditAssignment.user_id == fast.id).values(time_on_task_ms=20))
     ls, (good, liar) = _listening(session, audio_store)
     for user in (good, liar):
-        L.ensure_assignments(session, ls.id, user.id)
+        queue.ensure_assignments(session, ls.id, user.id)
     session.execute(update(ListeningRating).values(served_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)))
     _rate_all(session, audio_store, ls, good)
     _rate_all(session, audio_store, ls, liar, rel_gold=5)
@@ -236,14 +237,14 @@ def test_excluding_a_rater_drops_their_votes_everywhere_and_refuses_new_ones(ses
         while (task := audit.next_assignment(session, user)) is not None:
             play_pair(session, audio_store, user, task.assignment_id)
             audit.vote(session, user, task.assignment_id, verdict)
-    before = audit.verdict_counts(session)
+    before = verdict_counts(session)
     assert sum(c.votes for c in before.values()) == 6 and audit.vote_arrays(session).tie_pair_id.size == 6
     assert audit.next_assignment(session, r2) is None  # every slot taken
     held = audit.undo_last(session, r1)  # r1 has an open assignment when excluded
     assert held is not None
     quality.exclude_rater(session, "rater1", by="admin0")
     # r1's votes count nowhere: verdicts (training, exports), the threshold view, the queue status
-    after = audit.verdict_counts(session)
+    after = verdict_counts(session)
     assert sum(c.votes for c in after.values()) == 3 and all(c.both_bad == 0 for c in after.values())
     assert audit.vote_arrays(session).tie_pair_id.size == 3 and audit.vote_arrays(session).n_both_bad == 0
     assert audit.queue_status(session).votes == 3
@@ -260,7 +261,7 @@ def test_excluding_a_rater_drops_their_votes_everywhere_and_refuses_new_ones(ses
     assert filled == 3
     # the rows are kept: including r1 again brings their votes back
     quality.include_rater(session, "rater1")
-    assert sum(c.votes for c in audit.verdict_counts(session).values()) == 3 + 2 + 3  # r1's undone vote is gone
+    assert sum(c.votes for c in verdict_counts(session).values()) == 3 + 2 + 3  # r1's undone vote is gone
     with pytest.raises(CuratorError, match="is not excluded"):
         quality.include_rater(session, "rater1")
     quality.exclude_rater(session, "rater0", by="admin0")
@@ -287,20 +288,20 @@ def test_an_excluded_raters_open_vote_is_refused(session, audio_store):
 def test_excluded_listeners_are_left_out_of_the_results(session, audio_store):
     ls, (good, other) = _listening(session, audio_store)
     _rate_all(session, audio_store, ls, good)
-    q = L.next_item(session, ls.id, other.id, audio_store)
+    q = queue.next_item(session, ls.id, other.id, audio_store)
     play_item(session, audio_store, other.id, ls.id, q.item_id)
-    L.submit_rating(session, ls.id, other.id, q.item_id, 1, 1)
-    assert {r.name for r in L.session_results(session, ls.id).raters if not r.excluded} == {"listener0", "listener1"}
+    queue.submit_rating(session, ls.id, other.id, q.item_id, 1, 1)
+    assert {r.name for r in results.session_results(session, ls.id).raters if not r.excluded} == {"listener0", "listener1"}
     quality.exclude_rater(session, "listener1", by="admin")
-    res = L.session_results(session, ls.id)
+    res = results.session_results(session, ls.id)
     (out,) = [r for r in res.raters if r.name == "listener1"]
     assert out.excluded and out.excluded_by_admin and res.excluded_raters == ["listener1"]
     assert sum(s.n_ratings for s in res.systems) == 6  # only listener0's six real clips
-    assert L.next_item(session, ls.id, other.id, audio_store) is None  # nothing more to rate
+    assert queue.next_item(session, ls.id, other.id, audio_store) is None  # nothing more to rate
     q2 = next(i.id for i in ls.items if i.id != q.item_id)  # a page still open from before the exclusion
     play_item(session, audio_store, other.id, ls.id, q2)
     with pytest.raises(CuratorError, match="an admin has excluded your answers"):
-        L.submit_rating(session, ls.id, other.id, q2, 2, 2)
+        queue.submit_rating(session, ls.id, other.id, q2, 2, 2)
 
 
 def test_ranges_of_one_token_from_several_processes_are_all_kept(store_url, audio_store):

@@ -15,8 +15,8 @@ import soundfile as sf
 from gradio_client import Client
 from sqlalchemy import func, select
 
-from annotate_ui import audit
-from annotate_ui.auth import disable_user
+from annotate_ui.logic import audit
+from annotate_ui.logic.auth import disable_user
 from curator.filter import get_preset, thresholds_of
 from db.annotation import AuditAssignment, AuditItem, User
 from db.models import AudioClip, Pair
@@ -51,7 +51,7 @@ def test_rater_is_refused_every_admin_event(app):
             rater.predict(*args, api_name=api_name)
     with ctx.session() as s:
         assert s.scalar(select(func.count()).select_from(AuditItem)) == len(pairs)  # nothing filled
-        from curator.errors import CuratorError
+        from db.errors import CuratorError
         with pytest.raises(CuratorError):
             get_preset(s, "sneaky")
     admin = client(url, "admin0")

@@ -86,8 +86,9 @@ def test_rater_cannot_vote_before_playing_both_clips(sqlite_store_url, audio_sto
 def test_admin_excludes_a_rater_in_the_raters_tab(sqlite_store_url, audio_store, browser):
     from playwright.sync_api import expect
 
-    from annotate_ui.media import serve
-    from annotate_ui import audit, playback
+    from annotate_ui.logic import audit, playback
+    from annotate_ui.logic.media_route import serve
+    from curator.verdicts import verdict_counts
 
     with running_app(sqlite_store_url, audio_store, n_pairs=2, n_raters=1, overlap=1) as (ctx, url, pairs, (admin, r0)):
         with ctx.session() as s:  # rater0 voted at once on a pair (time on task under the clips' length)
@@ -109,7 +110,7 @@ def test_admin_excludes_a_rater_in_the_raters_tab(sqlite_store_url, audio_store,
         expect(table).to_contain_text("yes (by admin0)")
         with ctx.session() as s:
             assert s.scalar(select(User.excluded_by).where(User.name == "rater0")) == "admin0"
-            assert audit.verdict_counts(s) == {}
+            assert verdict_counts(s) == {}
 
 
 def test_admin_moves_a_slider_and_counts_change(sqlite_store_url, audio_store, browser):

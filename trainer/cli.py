@@ -16,7 +16,7 @@ from typing import List, Optional
 import typer
 
 from curator.cli.common import AudioRootOpt, OneLineErrors, choices, user_errors, version_option
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
 from db.session import session_scope
 from trainer.config import AUDIT_POLICIES
@@ -70,14 +70,14 @@ def run_cmd(
         explicit["data"] = "store"
     if resume == "latest":
         from trainer.config import read_config_file
-        from trainer.train import latest_checkpoint
+        from trainer.run_folder import latest_checkpoint
 
         where = out or (read_config_file(config).get("out") if config else None)
         if not where:
             raise CuratorError("--resume latest needs the run folder: give --out DIR (or a config with out)")
         resume = str(latest_checkpoint(where))
     if resume and not (config or model):  # resume with the saved config by default
-        from trainer.train import read_checkpoint
+        from trainer.run_folder import read_checkpoint
 
         from trainer.config import config_from_dict, parse_set
 
@@ -91,6 +91,7 @@ def run_cmd(
 
 
 def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, progress: bool) -> None:
+    from trainer.runs import StoreRecorder
     from trainer.train import run_training
 
     if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
@@ -112,7 +113,7 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
 
                 return load_pairs(cfg.data)
 
-            result = run_training(cfg, loader, resume=resume, session=session, progress=progress)
+            result = run_training(cfg, loader, resume=resume, recorder=StoreRecorder(session), progress=progress)
     else:
         from trainer.data import load_pairs
 
@@ -172,6 +173,7 @@ def compare_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Same prompts and seeds for every checkpoint: scores, temporal metrics, FAD, mean ± 95 % CI, paired differences, splits."""
+    from annotate_ui.logic.listening.design import create_listening_session
     from trainer.compare import CompareSettings, compare, parse_checkpoint_spec
     from trainer.evaluate import read_prompts
 
@@ -188,7 +190,7 @@ def compare_cmd(
         with session_scope(db) as session:
             result = compare(specs, scorer, settings, prompts=texts, out_dir=out, session=session,
                              audio_store=audio_store_for(db, audio_root), split=split, listening=listening,
-                             progress=not quiet, warn=warn)
+                             create_listening=create_listening_session, progress=not quiet, warn=warn)
     else:
         result = compare(specs, scorer, settings, prompts=texts, out_dir=out, listening=listening,
                          progress=not quiet, warn=warn)

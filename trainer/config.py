@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from curator import paper
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.fsutil import read_utf8
 from curator.validate import is_int, is_number
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
 
 EVAL_STRATEGY = "eval"

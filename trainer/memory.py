@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.paper import HOP_LENGTH, N_MELS, SAMPLE_RATE
 
 GiB = 2 ** 30

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.paper import HOP_LENGTH as HOP
 from curator.paper import SAMPLE_RATE
 from curator.validate import is_int

@@ -28,7 +28,7 @@ from typing import Iterable
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.paper import SAMPLE_RATE
 
 ROW_FILES = ("metadata.jsonl", "metadata.csv")

@@ -42,7 +42,7 @@ def export(
     from curator.export import MANIFEST, export_audio_alpaca
 
     if push_to_hub is None and private:
-        from curator.errors import CuratorError
+        from db.errors import CuratorError
 
         raise CuratorError("--private goes with --push-to-hub REPO")
 

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         from accelerate import PartialState
 
         from curator.audio import audio_store_for
-        from curator.errors import CuratorError
+        from db.errors import CuratorError
         from curator.generate.backends import resolve_generator
         from curator.generate.run import check_strategy, run_generation
 

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, show_progress, user_errors
+from curator.cli.filter_text import render_counts, render_histogram, threshold_marks
 from curator.paper import ALPHA, BETA_LOSER, DELTA1, DELTA2
 from db.session import session_scope
 
@@ -59,11 +60,11 @@ def stats(db: DbOpt = DB_DEFAULT,
                + f"; model 1 = {table.model_names[0]}, model 2 = {table.model_names[1]}")
     if table.n_unscored:
         typer.echo(f"{table.n_unscored} pair(s) lack a score under one of the two models and are left out")
-    typer.echo(flt.render_counts(view.counts, flt.strategy_counts(table)))
+    typer.echo(render_counts(view.counts, flt.strategy_counts(table)))
     for key in ("alpha1", "alpha2", "delta1", "delta2"):
         hist = view.histograms[key]
         typer.echo("")
-        typer.echo(flt.render_histogram(hist, width=width, marks=flt.threshold_marks(th, hist)))
+        typer.echo(render_histogram(hist, width=width, marks=threshold_marks(th, hist)))
 
 
 @presets_app.command("list")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, choices, show_progress, user_errors
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.perturb.parse import PERTURB_STRATEGIES
 from db.session import open_store, session_scope
 

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from curator.audio import AudioStore
 from curator.backends import Generator
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.paper import CLIP_SECONDS as DURATION_S
 from curator.paper import GUIDANCE_SCALE as GUIDANCE
 from curator.paper import SLOTS_1_2, STEPS, STEPS_1_1

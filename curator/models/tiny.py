@@ -14,17 +14,9 @@ from pathlib import Path
 
 import torch
 
-from curator.models.tango import (
-    SD21_SCHEDULER_CONFIG,
-    StftConfig,
-    Tango,
-    save_tango,
-    stft_buffers,
-    unet_from_config,
-    vae_from_config,
-    VaeConfig,
-    vocoder_from_config,
-)
+from curator.models.tango import Tango, save_tango
+from curator.models.tango.config import SD21_SCHEDULER_CONFIG, StftConfig, VaeConfig
+from curator.models.tango.parts import stft_buffers, unet_from_config, vae_from_config, vocoder_from_config
 from curator.paper import SAMPLE_RATE
 
 # Words of AudioCaps-like captions (and of the miniature world's grammar); anything else is <unk>.

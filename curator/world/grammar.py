@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 MAX_EVENTS = 4  # the issue: one to four events per caption
 MAX_COUNT = 10  # "absurd counts" above this are refused

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 
-from annotate_ui import audit
-from annotate_ui.app import launch, make_context
+from annotate_ui.logic import audit
+from annotate_ui.web.app import launch, make_context
 from builders.ports import free_port
 from builders.ui import make_pool, make_users
 

@@ -10,8 +10,8 @@ import random
 import numpy as np
 from sqlalchemy import insert
 
-from annotate_ui import media, playback
-from annotate_ui.auth import AuthUser, hash_password
+from annotate_ui.logic import media, media_route, playback
+from annotate_ui.logic.auth import AuthUser, hash_password
 from db.annotation import User
 from curator.audio import SAMPLE_RATE
 from db.models import STRATEGIES, AudioClip, Caption, ClapModel, Pair, PairScore, text_hash
@@ -85,13 +85,13 @@ def make_pool(session, audio_store, n_pairs: int, *, seed: int = 0, captions: li
 
 def _fetch(session, audio_store, user: AuthUser, kind: str, ref: tuple, share: float) -> None:
     """Issue a token as the page does and fetch SHARE of its audio, in two range requests, through
-    the media route's work (annotate_ui.media.serve, which records the bytes it sends)."""
+    the media route's work (annotate_ui.logic.media_route.serve, which records the bytes it sends)."""
     token = playback.issue_grant(session, user.id, kind, ref)
     copies = media.CopyCache()
-    total = media.serve(session, audio_store, copies, user, token, "bytes=0-0").total
+    total = media_route.serve(session, audio_store, copies, user, token, "bytes=0-0").total
     last = total - 1 if share >= 1 else max(0, int(share * total) - 1)
     if last >= 1:
-        media.serve(session, audio_store, copies, user, token, f"bytes=1-{last}")
+        media_route.serve(session, audio_store, copies, user, token, f"bytes=1-{last}")
 
 
 def play_pair(session, audio_store, user: AuthUser, assignment_id: int, *, share: float = 1.0,

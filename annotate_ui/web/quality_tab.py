@@ -1,6 +1,6 @@
 """The "Raters" tab (admins): the quality flags of every rater and the exclude / include control.
 
-Components and event wiring only; the work is in annotate_ui/quality.py. Raters never see the
+Components and event wiring only; the work is in annotate_ui/logic/quality.py. Raters never see the
 tab, and every handler checks the admin role on the server.
 """
 
@@ -11,8 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from annotate_ui import charts, quality
-from curator.errors import CuratorError
+from annotate_ui.logic import quality
+from annotate_ui.web import charts
+from db.errors import CuratorError
 
 
 def _secs(x) -> str:

@@ -20,10 +20,10 @@ session is a real item's clip shown with another prompt. So, for every clip hand
   listening closely could; hiding that would take changes a rater can hear. It defeats what can
   be counted without listening: hashes, sizes, ETags, dates and URLs.
 
-Tokens live in the store (annotate_ui/playback.py, db/media.py), so every server process answers
+Tokens live in the store (annotate_ui/logic/playback.py, db/media.py), so every server process answers
 every token and the playback record of a clip is one whichever process sent its ranges. A token
-is served only while its assignment is open (or its item in the rater's queue). `serve` is the
-whole route without the web framework; app.py wires it.
+is served only while its assignment is open (or its item in the rater's queue). The route's work
+is annotate_ui/logic/media_route.py; annotate_ui/web/app.py wires it.
 """
 
 from __future__ import annotations
@@ -34,17 +34,11 @@ import re
 import struct
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
-from sqlalchemy.orm import Session
 
-from annotate_ui import audit, listening, playback
-from annotate_ui.auth import AuthUser
-from annotate_ui.spectrogram import blind_png, cached_png
-from curator.audio import AudioStore
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 MEDIA_ROUTE = "media"  # + /{token}: relative, so the app also works under a proxy's prefix
 COPY_CACHE = 64  # encoded copies kept, so a player's range requests do not re-encode
@@ -130,50 +124,4 @@ def byte_range(header: str | None, total: int) -> tuple[int, int] | None | bool:
 
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-NO_SUCH_CLIP = "no open clip of yours has this address; reload the page"
-
-
-@dataclass(frozen=True)
-class Served:
-    """One answer of the media route: STATUS 200 (all of DATA), 206 (bytes START..END of TOTAL) or 416."""
-
-    status: int
-    body: bytes
-    media_type: str
-    total: int
-    start: int = 0
-    end: int = -1
-
-
-def serve(session: Session, audio_store: AudioStore, copies: CopyCache, user: AuthUser, token: str,
-          range_header: str | None) -> Served:
-    """The blind copy (or the part a single-range header asks for) of the clip TOKEN stands for,
-    when USER may hear it now; CuratorError otherwise (one line that names nothing, the same for an
-    unknown token and another user's). The bytes sent of an audio copy go into the playback record."""
-    grant = playback.find_grant(session, token, user.id) if TOKEN_RE.match(token or "") else None
-    if grant is None:
-        raise CuratorError(NO_SUCH_CLIP)
-    if grant.kind == "audit":
-        path, _ = audit.assignment_audio(session, audio_store, user, *grant.ref)
-    else:
-        path = listening.item_audio_path(session, audio_store, grant.ref[0], user.id, grant.ref[1])
-    cached = copies.get(token)
-    if cached is None:
-        if grant.what == "spectrogram":
-            cached = blind_png(cached_png(path), token)
-        else:
-            cached = blind_copy(path.read_bytes(), token)
-        copies.put(token, cached)
-    data, media_type = cached
-    rng = byte_range(range_header, len(data))
-    if rng is False:
-        return Served(416, b"", media_type, len(data))
-    start, end = (0, len(data) - 1) if rng is None else rng
-    if grant.what == "audio":
-        playback.record_served(session, grant.id, start, end, len(data))
-    if rng is None:
-        return Served(200, data, media_type, len(data), start, end)
-    return Served(206, data[start:end + 1], media_type, len(data), start, end)
-
-
-__all__ = ["MEDIA_ROUTE", "blind_copy", "CopyCache", "byte_range", "TOKEN_RE", "Served", "serve"]
+__all__ = ["MEDIA_ROUTE", "blind_copy", "CopyCache", "byte_range", "TOKEN_RE"]

@@ -8,7 +8,7 @@ Flags (what listening-test tools check):
   item) times `min_played_share`. A rater is flagged when at least FAST_FLAG_SHARE of their timed
   answers are fast: one hurried answer among many is not a pattern.
 * **gold**: in a listening session, the rater's mean REL on the gold items (a clip shown with
-  another prompt) is at least the session's `gold_rel_threshold` (annotate_ui/listening.py).
+  another prompt) is at least the session's `gold_rel_threshold` (annotate_ui/logic/listening/results.py).
 
 Exclusion is the admin's decision, never automatic: `exclude_rater` marks the account
 (`users.excluded_at`); from then on the rater's votes and ratings are left out of the audit's
@@ -30,9 +30,9 @@ from typing import Optional
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from annotate_ui.auth import get_user
-from annotate_ui.playback import DEFAULT_MIN_PLAYED_SHARE, check_share
-from curator.errors import CuratorError
+from annotate_ui.logic.auth import get_user
+from annotate_ui.logic.playback import DEFAULT_MIN_PLAYED_SHARE, check_share
+from db.errors import CuratorError
 from db.annotation import AuditAssignment, User
 from db.listening import ListeningItem, ListeningRating, ListeningSession
 from db.models import AudioClip, Pair, utcnow

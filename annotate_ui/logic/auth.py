@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.annotation import ROLES, AuditAssignment, User
 from db.models import utcnow
 

@@ -20,7 +20,7 @@ from typing import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.media import GRANT_KINDS, GRANT_WHATS, MediaGrant
 from db.models import utcnow
 

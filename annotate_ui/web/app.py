@@ -1,6 +1,6 @@
 """The Gradio rater app: builds components and wires events; the work is in audit.py/tuning.py.
 
-What annotate_ui/listening_tab.py relies on from this module:
+What annotate_ui/web/listening_tab.py relies on from this module:
 
     def build_listening_tab(ctx: UIContext) -> None
         Called inside `with gr.Tab("Listening sessions"):` of this app's gr.Blocks; builds that
@@ -8,7 +8,7 @@ What annotate_ui/listening_tab.py relies on from this module:
         parameter and starts with `user = ctx.user(request)` (any active account) or
         `user = ctx.admin(request)` (admins only); both raise gr.Error for anyone else, so the
         role check happens on the server whatever the browser sends. Votes/ratings are stamped
-        with `user.id` (an `annotate_ui.auth.AuthUser`: id, name, role, is_admin), never with a
+        with `user.id` (an `annotate_ui.logic.auth.AuthUser`: id, name, role, is_admin), never with a
         name from the browser.
         `with ctx.session() as s:` is a Session on the store that commits on success and rolls
         back on error; `ctx.session_factory` is the raw sessionmaker, `ctx.db_url` the store URL.
@@ -25,7 +25,7 @@ worker thread, never on the event loop, and locks an account or a client out aft
 failures; see auth.LoginLimiter); a login idle for longer than the session timeout is logged out;
 every handler re-resolves the logged-in name to an active account and checks the role; the only
 ids the browser sends back are assignment ids, checked against the user. Audio goes out under
-opaque per-assignment tokens as per-token copies (annotate_ui/media.py), so nothing a browser
+opaque per-assignment tokens as per-token copies (annotate_ui/logic/media.py), so nothing a browser
 receives tells which clip it is. Request bodies over `max_body_bytes` are refused before they
 are read, and the page an anonymous visitor gets lists no endpoint.
 """
@@ -47,23 +47,27 @@ from typing import Iterator
 import fastapi
 import gradio as gr
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from gradio import route_utils
+from gradio.routes import templates
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
 
-from annotate_ui import audit, charts, playback, tuning
-from annotate_ui.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
-from annotate_ui.media import MEDIA_ROUTE, CopyCache, Served, serve
-from annotate_ui.quality_tab import build_quality_tab
-from annotate_ui.runs_tab import build_runs_tab
+from annotate_ui.logic import audit, playback, tuning
+from annotate_ui.logic.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
+from annotate_ui.logic.media import MEDIA_ROUTE, CopyCache
+from annotate_ui.logic.media_route import Served, serve
+from annotate_ui.web import charts
+from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
+from annotate_ui.web.quality_tab import build_quality_tab
+from annotate_ui.web.runs_tab import build_runs_tab
 from curator.audio import AudioStore
-from curator.errors import CuratorError
 from curator.filter import DEFAULT_PRESET, get_preset, list_presets, save_preset, thresholds_of
 from db.annotation import DEFAULT_OVERLAP
+from db.errors import CuratorError
+from db.session import open_store
 
 log = logging.getLogger(__name__)
-
-from annotate_ui.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
 
 
 @dataclass
@@ -100,7 +104,7 @@ class UIContext:
 
     def media_url(self, session: Session, user: AuthUser, kind: str, ref: tuple, what: str = "audio") -> str:
         """A fresh opaque URL for one clip (WHAT "audio") or its spectrogram image (WHAT
-        "spectrogram") shown to USER, its grant written with SESSION (see annotate_ui/media.py)."""
+        "spectrogram") shown to USER, its grant written with SESSION (see annotate_ui/logic/media.py)."""
         return f"{MEDIA_ROUTE}/{playback.issue_grant(session, user.id, kind, ref, what)}"
 
     @contextmanager
@@ -456,9 +460,6 @@ class Guard:
 
 def _login_page(request: fastapi.Request) -> Response:
     """Gradio's login page as Gradio renders it for an anonymous visitor, with an empty API description."""
-    from gradio import route_utils
-    from gradio.routes import templates
-
     app = request.app
     blocks = app.get_blocks()
     root = route_utils.get_root_url(request=request, route_path="/", root_path=app.root_path)
@@ -752,8 +753,6 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
 def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:
     """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions,
     min_played_share (UIContext fields)."""
-    from db.session import open_store
-
     return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store, **settings)
 
 

@@ -20,17 +20,18 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from sqlalchemy import and_, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from annotate_ui import playback
-from annotate_ui.auth import AuthUser
+from annotate_ui.logic import playback
+from annotate_ui.logic.auth import AuthUser
 from curator.audio import AudioStore, Decoded
-from curator.errors import CuratorError
+from curator.verdicts import COUNTED_RATER
+from db.errors import CuratorError
 from db.annotation import DEFAULT_OVERLAP, VERDICTS, AuditAssignment, AuditItem, User
 from db.models import AudioClip, Caption, Pair, utcnow
 
@@ -46,12 +47,9 @@ LEASE_EXPIRED = "lease expired"
 VERDICT_LABELS = {"A": "A better", "B": "B better", "both_good": "both good", "both_bad": "both bad"}
 EXCLUDED = "an admin has excluded your answers from the results; nothing was recorded"
 
-# votes that count: done, by a rater no admin has excluded (statistics, training, exports)
-_COUNTED_RATER = ~exists().where(User.id == AuditAssignment.user_id, User.excluded_at.is_not(None))
-
 
 def is_excluded(session: Session, user_id: int) -> bool:
-    """Has an admin excluded this rater (annotate_ui/quality.py)?"""
+    """Has an admin excluded this rater (annotate_ui/logic/quality.py)?"""
     return session.scalar(select(User.excluded_at).where(User.id == int(user_id))) is not None
 
 
@@ -458,10 +456,10 @@ class QueueStatus:
 def queue_status(session: Session) -> QueueStatus:
     items = session.scalar(select(func.count()).select_from(AuditItem)) or 0
     slots = session.scalar(select(func.coalesce(func.sum(AuditItem.overlap), 0))) or 0
-    by_state = dict(session.execute(select(AuditAssignment.state, func.count()).where(_COUNTED_RATER)
+    by_state = dict(session.execute(select(AuditAssignment.state, func.count()).where(COUNTED_RATER)
                                     .group_by(AuditAssignment.state)).all())
     votes_per_pair = (select(AuditAssignment.pair_id, func.count().label("n"))
-                      .where(AuditAssignment.state == "done", _COUNTED_RATER)
+                      .where(AuditAssignment.state == "done", COUNTED_RATER)
                       .group_by(AuditAssignment.pair_id).subquery())
     complete = session.scalar(select(func.count()).select_from(AuditItem).join(
         votes_per_pair, votes_per_pair.c.pair_id == AuditItem.pair_id).where(votes_per_pair.c.n >= AuditItem.overlap)) or 0
@@ -470,50 +468,8 @@ def queue_status(session: Session) -> QueueStatus:
 
 
 # --------------------------------------------------------------------------------------------
-# Results (the trainer and the threshold view read these)
+# Votes as arrays (the threshold view reads these; curator.verdicts counts them per pair)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class VerdictCounts:
-    """Completed votes on one pair. agree: the rater preferred the automatic winner."""
-
-    agree: int = 0
-    disagree: int = 0
-    both_good: int = 0
-    both_bad: int = 0
-    skipped: int = 0
-
-    @property
-    def votes(self) -> int:
-        return self.agree + self.disagree + self.both_good + self.both_bad
-
-
-_OUTCOME_FIELD = {"winner": "agree", "loser": "disagree", "both_good": "both_good", "both_bad": "both_bad"}
-
-
-def verdict_counts(session: Session, pair_ids: Iterable[int] | None = None) -> dict[int, VerdictCounts]:
-    """Per pair: completed votes by outcome, and skips. Open (unanswered) assignments and the
-    answers of raters an admin excluded do not count (training and exports read this)."""
-    q = (select(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome, func.count())
-         .where(AuditAssignment.state.in_(("done", "skipped")), _COUNTED_RATER)
-         .group_by(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome))
-    rows: list = []
-    if pair_ids is None:
-        rows = session.execute(q).all()
-    else:
-        ids = [int(p) for p in pair_ids]
-        for i in range(0, len(ids), 500):
-            rows.extend(session.execute(q.where(AuditAssignment.pair_id.in_(ids[i:i + 500]))).all())
-    out: dict[int, VerdictCounts] = {}
-    for pair_id, state, outcome, n in rows:
-        vc = out.setdefault(int(pair_id), VerdictCounts())
-        if state == "skipped":
-            vc.skipped += int(n)
-        else:
-            name = _OUTCOME_FIELD[outcome]
-            setattr(vc, name, getattr(vc, name) + int(n))
-    return out
 
 
 @dataclass(frozen=True)
@@ -530,7 +486,7 @@ class VoteArrays:
 
 def vote_arrays(session: Session) -> VoteArrays:
     rows = session.execute(select(AuditAssignment.pair_id, AuditAssignment.outcome)
-                           .where(AuditAssignment.state == "done", _COUNTED_RATER)).all()
+                           .where(AuditAssignment.state == "done", COUNTED_RATER)).all()
     side = [(p, o == "winner") for p, o in rows if o in ("winner", "loser")]
     ties = [(p, o == "both_good") for p, o in rows if o in ("both_good", "both_bad")]
     return VoteArrays(

@@ -347,7 +347,10 @@ def test_error_messages_quote_only_a_short_prefix(sqlite_store_url, audio_store)
     with served(ctx) as url:
         admin = Client(url, auth=("admin0", PASSWORD), download_files=False, verbose=False)
         rater = Client(url, auth=("rater0", PASSWORD), download_files=False, verbose=False)
-        for c, args, api in ((rater, (huge, ""), "/vote_A"), (rater, (huge,), "/skip"),
+        # a refused vote answers with its reason in the message line (the page shows it there)
+        text = rater.predict(huge, "", api_name="/vote_A")[4]
+        assert text.startswith("⚠") and "zzzz" * 30 not in text and len(text) < 400, text[:200]
+        for c, args, api in ((rater, (huge,), "/skip"),
                              (admin, ("x", huge, "", "eval"), "/listen_create_clip_set"),
                              (admin, (huge, "x", "", "eval"), "/listen_create_clip_set"),
                              (admin, (huge, ["x"], 3, 0, "", 4, 3.0, ""), "/listen_create_session")):

@@ -168,11 +168,14 @@ def test_missing_audio_is_one_clear_line_and_skippable(session, audio_store):
     (u,) = make_users(session, n_raters=1, admins=0)
     audit.enqueue(session, pairs, reason="random", added_by="t")
     task = audit.next_assignment(session, u)
-    assert audit.clip_audio(session, audio_store, task.clip_a, "A").wave.size > 0
+    path, media_type = audit.assignment_audio(session, audio_store, u, task.assignment_id, "a")
+    assert path.stat().st_size > 0 and media_type == "audio/wav"
+    assert audit.audio_problems(session, audio_store, task) == {}
     clip = session.get(AudioClip, task.clip_b)
     audio_store.resolve(clip.path).unlink()
+    assert list(audit.audio_problems(session, audio_store, task)) == ["b"]
     with pytest.raises(CuratorError) as err:
-        audit.clip_audio(session, audio_store, task.clip_b, "B")
+        audit.assignment_audio(session, audio_store, u, task.assignment_id, "b")
     assert "press Skip" in str(err.value) and clip.path not in str(err.value) and "\n" not in str(err.value)
     audit.skip(session, u, task.assignment_id, "audio missing")
     assert audit.next_assignment(session, u) is None
@@ -181,11 +184,16 @@ def test_missing_audio_is_one_clear_line_and_skippable(session, audio_store):
 @pytest.mark.parametrize("trick", ["../../../../etc/passwd", "/etc/passwd", "00/../../outside.wav"])
 def test_path_tricks_in_clip_paths_are_refused(session, audio_store, trick):
     pairs = make_pool(session, audio_store, 1)
+    (u,) = make_users(session, n_raters=1, admins=0)
     clip = session.get(AudioClip, session.get(Pair, pairs[0]).winner_clip_id)
     clip.path = trick
     session.flush()
+    audit.enqueue(session, pairs, reason="random", added_by="t")
+    task = audit.next_assignment(session, u)
+    side = "a" if task.clip_a == clip.id else "b"
+    assert side in audit.audio_problems(session, audio_store, task)
     with pytest.raises(CuratorError, match="press Skip"):
-        audit.clip_audio(session, audio_store, clip.id, "A")
+        audit.assignment_audio(session, audio_store, u, task.assignment_id, side)
 
 
 def test_enqueue_refuses_bad_input(session, audio_store):

@@ -69,10 +69,10 @@ def test_demo_has_work_for_a_new_rater(sqlite_store_url, tmp_path):
         assert items and {it.overlap for it in items} == {DEMO_OVERLAP} and {it.reason for it in items} == {"uncertain"}
         (ls,) = [x for x in design.list_sessions(s, open_only=True)]
         assert ls["name"] == DEMO_SESSION
-        session = design.get_session(s, DEMO_SESSION)
-        steps = {s.get(AudioClip, it.clip_id).steps for it in session.items}
-        assert steps == {5, 100} and len(session.systems) == 2
+        listening = design.get_session(s, DEMO_SESSION)
+        steps = {s.get(AudioClip, it.clip_id).steps for it in listening.items}
+        assert steps == {5, 100} and len(listening.systems) == 2
         rater = active_user(s, "rater")
         task = audit.next_assignment(s, rater)
         assert task is not None and task.caption
-        assert queue.next_item(s, session.id, rater.id) is not None
+        assert queue.next_item(s, listening.id, rater) is not None

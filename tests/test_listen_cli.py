@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from annotate_ui.logic.auth import AuthUser
 from annotate_ui.logic.listening import clipsets, design, queue, results
 from curator.stats import design_mean_ci, krippendorff_alpha, krippendorff_alpha_ci, paired_difference_ci
 from curator.audio import AudioStore
@@ -105,14 +106,14 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
     # 3. Three raters rate everything; rater2 gives the gold items (mismatched prompts) high REL
     with open_store(store_url)() as s:
         ls = s.scalar(select(ListeningSession).where(ListeningSession.name == "s1"))
-        users = list(s.scalars(select(User).order_by(User.name)))
+        users = [AuthUser(u.id, u.name, u.role) for u in s.scalars(select(User).order_by(User.name))]
         rng = np.random.default_rng(1)
         for u in users:
-            while (q := queue.next_item(s, ls.id, u.id)) is not None:
+            while (q := queue.next_item(s, ls.id, u)) is not None:
                 gold = next(i for i in ls.items if i.id == q.item_id).is_gold
                 rel = (5 if u.name == "rater2" else 1) if gold else int(rng.integers(2, 6))
-                play_item(s, AudioStore(tmp_path / "audio"), u.id, ls.id, q.item_id)
-                queue.submit_rating(s, ls.id, u.id, q.item_id, int(rng.integers(1, 6)), rel)
+                play_item(s, AudioStore(tmp_path / "audio"), u, ls.id, q.item_id)
+                queue.submit_rating(s, ls.id, u, q.item_id, int(rng.integers(1, 6)), rel)
         s.commit()
         expect = results.session_results(s, "s1")
     assert expect.excluded_raters == ["rater2"]
@@ -169,7 +170,7 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
     with open_store(store_url)() as s:
         ls = s.scalar(select(ListeningSession).where(ListeningSession.name == "s1"))
         with pytest.raises(CuratorError, match="closed"):
-            queue.undo_last(s, ls.id, users[0].id)
+            queue.undo_last(s, ls.id, users[0])
     assert "8 of 8 clips" in ok(listen("results", "s1", db=store_url))
     doc = json.loads(ok(listen("results", "s1", "--json", db=store_url)))
     assert doc["excluded_raters"] == ["rater2"] and [x["name"] for x in doc["systems"]] == ["set-a", "set-b"]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from annotate_ui.logic.auth import AuthUser
 from annotate_ui.logic.listening import clipsets, design, queue, results
 from curator.stats import design_mean_ci, mean_ci
 from db.errors import CuratorError
@@ -26,10 +27,11 @@ SYSTEMS = (("tango", "declare-lab/tango"), ("tango2", "run/step-10"), ("audioldm
 
 
 def add_users(session, n, role="rater"):
+    """N new users, as the rater functions take them (the authenticated user)."""
     users = [User(name=f"{role}{i}", role=role, password_hash="$argon2id$not-used-in-these-tests") for i in range(n)]
     session.add_all(users)
     session.flush()
-    return users
+    return [AuthUser(u.id, u.name, u.role) for u in users]
 
 
 def add_world(session, audio_store, n_captions=6, systems=SYSTEMS, strategy="eval"):
@@ -170,17 +172,17 @@ def test_per_rater_order_is_seeded_recorded_and_blind(session, audio_store):
     add_world(session, audio_store, n_captions=6)
     ls = design.create_listening_session(session, "order", clip_sets(session), n_prompts=6, seed=11)
     a, b = add_users(session, 2)
-    first = queue.next_item(session, ls.id, a.id, audio_store)
-    assert queue.ensure_assignments(session, ls.id, a.id) == 0  # idempotent
+    first = queue.next_item(session, ls.id, a, audio_store)
+    assert queue.ensure_assignments(session, ls.id, a) == 0  # idempotent
     rows = list(session.scalars(select(ListeningRating).where(ListeningRating.user_id == a.id)
                                 .order_by(ListeningRating.position)))
     n = len(ls.items)
     assert [r.position for r in rows] == list(range(n))
     order_a = [r.item_id for r in rows]
     assert sorted(order_a) == sorted(it.id for it in ls.items)
-    assert order_a == queue.rater_order(ls, a.id, [it.id for it in ls.items])  # reproducible from the seed
+    assert order_a == queue.rater_order(ls, a, [it.id for it in ls.items])  # reproducible from the seed
     assert first.item_id == order_a[0] and first.position == 0 and (first.done, first.total) == (0, n)
-    queue.ensure_assignments(session, ls.id, b.id)
+    queue.ensure_assignments(session, ls.id, b)
     order_b = [r.item_id for r in session.scalars(select(ListeningRating).where(ListeningRating.user_id == b.id)
                                                   .order_by(ListeningRating.position))]
     assert order_b != order_a and sorted(order_b) == sorted(order_a)
@@ -199,78 +201,78 @@ def test_ratings_bad_input_replay_and_undo(session, audio_store):
     ls = design.create_listening_session(session, "bad", sets, n_prompts=3)
     ls2 = design.create_listening_session(session, "other", sets, n_prompts=3, seed=1)
     (u, v) = add_users(session, 2)
-    item = queue.next_item(session, ls.id, u.id)
+    item = queue.next_item(session, ls.id, u)
     for bad in (0, 6, -1, 3.5, "3", None, True):
         with pytest.raises(CuratorError, match="OVL must be a whole number from 1 to 5"):
-            queue.submit_rating(session, ls.id, u.id, item.item_id, bad, 3)
+            queue.submit_rating(session, ls.id, u, item.item_id, bad, 3)
         with pytest.raises(CuratorError, match="REL must be a whole number from 1 to 5"):
-            queue.submit_rating(session, ls.id, u.id, item.item_id, 3, bad)
+            queue.submit_rating(session, ls.id, u, item.item_id, 3, bad)
     # an item of another session, an unknown item, a forged id type, another rater's queue
     other_item = ls2.items[0].id
     for forged in (other_item, 10**9, "1; DROP TABLE users", None):
         with pytest.raises(CuratorError, match="not in your queue"):
-            queue.submit_rating(session, ls.id, u.id, forged, 3, 3)
+            queue.submit_rating(session, ls.id, u, forged, 3, 3)
     with pytest.raises(CuratorError, match="not in your queue"):
-        queue.submit_rating(session, ls.id, v.id, item.item_id, 3, 3)  # v never opened the session
+        queue.submit_rating(session, ls.id, v, item.item_id, 3, 3)  # v never opened the session
     assert session.scalar(select(func.count()).where(ListeningRating.rated_at.is_not(None))) == 0
 
-    play_item(session, audio_store, u.id, ls.id, item.item_id)
-    first = queue.submit_rating(session, ls.id, u.id, item.item_id, 4, 2)
+    play_item(session, audio_store, u, ls.id, item.item_id)
+    first = queue.submit_rating(session, ls.id, u, item.item_id, 4, 2)
     assert (first.ovl, first.rel) == (4, 2) and first.time_on_task_ms >= 0
     for again in ((4, 2), (5, 5)):  # a replay of the submit, or a second rating: refused, nothing changed
         with pytest.raises(CuratorError, match=r"already has your rating \(OVL 4, REL 2; submitted twice\?\)"):
-            queue.submit_rating(session, ls.id, u.id, item.item_id, *again)
+            queue.submit_rating(session, ls.id, u, item.item_id, *again)
     rated = list(session.scalars(select(ListeningRating).where(ListeningRating.rated_at.is_not(None))))
     assert [(r.user_id, r.item_id, r.ovl, r.rel) for r in rated] == [(u.id, item.item_id, 4, 2)]
-    nxt = queue.next_item(session, ls.id, u.id)
+    nxt = queue.next_item(session, ls.id, u)
     assert nxt.item_id != item.item_id and nxt.done == 1
     # undo the last rating, rate again differently
-    assert queue.undo_last(session, ls.id, u.id) == item.item_id
-    assert queue.next_item(session, ls.id, u.id).item_id == item.item_id
-    assert queue.submit_rating(session, ls.id, u.id, item.item_id, 5, 5).ovl == 5  # played before the undo
-    assert queue.undo_last(session, ls.id, v.id) is None
+    assert queue.undo_last(session, ls.id, u) == item.item_id
+    assert queue.next_item(session, ls.id, u).item_id == item.item_id
+    assert queue.submit_rating(session, ls.id, u, item.item_id, 5, 5).ovl == 5  # played before the undo
+    assert queue.undo_last(session, ls.id, v) is None
     # undo reaches the last answer only, once, and only within the window
-    second = queue.next_item(session, ls.id, u.id)
-    play_item(session, audio_store, u.id, ls.id, second.item_id)
-    queue.submit_rating(session, ls.id, u.id, second.item_id, 2, 2)
-    assert queue.undo_last(session, ls.id, u.id) == second.item_id
-    assert queue.undo_last(session, ls.id, u.id) is None  # not back through the first item's rating
+    second = queue.next_item(session, ls.id, u)
+    play_item(session, audio_store, u, ls.id, second.item_id)
+    queue.submit_rating(session, ls.id, u, second.item_id, 2, 2)
+    assert queue.undo_last(session, ls.id, u) == second.item_id
+    assert queue.undo_last(session, ls.id, u) is None  # not back through the first item's rating
     assert session.scalar(select(ListeningRating.ovl).where(ListeningRating.item_id == item.item_id,
                                                             ListeningRating.user_id == u.id)) == 5
-    queue.submit_rating(session, ls.id, u.id, second.item_id, 2, 2)
-    assert queue.undo_last(session, ls.id, u.id, window_s=0.0) is None
-    assert queue.undo_last(session, ls.id, u.id) == second.item_id
-    queue.submit_rating(session, ls.id, u.id, second.item_id, 2, 2)
+    queue.submit_rating(session, ls.id, u, second.item_id, 2, 2)
+    assert queue.undo_last(session, ls.id, u, window_s=0.0) is None
+    assert queue.undo_last(session, ls.id, u) == second.item_id
+    queue.submit_rating(session, ls.id, u, second.item_id, 2, 2)
     # a closed session takes no ratings
     design.set_session_open(session, ls.id, False)
     with pytest.raises(CuratorError, match="is closed"):
-        queue.submit_rating(session, ls.id, u.id, nxt.item_id, 3, 3)
+        queue.submit_rating(session, ls.id, u, nxt.item_id, 3, 3)
     with pytest.raises(CuratorError, match="is closed"):
-        queue.next_item(session, ls.id, u.id)
+        queue.next_item(session, ls.id, u)
     with pytest.raises(CuratorError, match="does not exist"):
-        queue.next_item(session, 999999, u.id)
+        queue.next_item(session, 999999, u)
 
 
 def test_missing_audio_is_reported_and_skippable(session, audio_store):
     add_world(session, audio_store, n_captions=2, systems=SYSTEMS[:1])
     ls = design.create_listening_session(session, "missing", clip_sets_for(session, 1), n_prompts=2, n_gold=0)
     (u,) = add_users(session, 1)
-    item = queue.next_item(session, ls.id, u.id, audio_store)
+    item = queue.next_item(session, ls.id, u, audio_store)
     clip = session.get(ListeningItem, item.item_id).clip
     audio_store.resolve(clip.path).unlink()
-    again = queue.next_item(session, ls.id, u.id, audio_store)
+    again = queue.next_item(session, ls.id, u, audio_store)
     assert again.item_id == item.item_id and again.audio_path is None
     assert "missing from the audio store; skip this clip" in again.audio_error
-    assert queue.skip_item(session, ls.id, u.id, item.item_id, reason="audio missing")
-    assert not queue.skip_item(session, ls.id, u.id, item.item_id)  # replay
+    assert queue.skip_item(session, ls.id, u, item.item_id, reason="audio missing")
+    assert not queue.skip_item(session, ls.id, u, item.item_id)  # replay
     with pytest.raises(CuratorError, match="was skipped"):
-        queue.submit_rating(session, ls.id, u.id, item.item_id, 3, 3)
-    nxt = queue.next_item(session, ls.id, u.id, audio_store)
+        queue.submit_rating(session, ls.id, u, item.item_id, 3, 3)
+    nxt = queue.next_item(session, ls.id, u, audio_store)
     assert nxt.item_id != item.item_id and nxt.done == 1
-    play_item(session, audio_store, u.id, ls.id, nxt.item_id)
-    queue.submit_rating(session, ls.id, u.id, nxt.item_id, 3, 3)
-    assert queue.next_item(session, ls.id, u.id, audio_store) is None
-    p = queue.progress(session, ls.id, u.id)
+    play_item(session, audio_store, u, ls.id, nxt.item_id)
+    queue.submit_rating(session, ls.id, u, nxt.item_id, 3, 3)
+    assert queue.next_item(session, ls.id, u, audio_store) is None
+    p = queue.progress(session, ls.id, u)
     assert (p.rated, p.skipped, p.remaining) == (1, 1, 0)
     (r,) = results.session_results(session, ls.id).raters
     assert (r.n_rated, r.n_skipped) == (1, 1)
@@ -283,9 +285,9 @@ def clip_sets_for(session, k):
 def rate_everything(session, audio_store, ls, users, rule):
     """Each user plays and rates every item with rule(user_index, item) -> (ovl, rel)."""
     for k, u in enumerate(users):
-        while (q := queue.next_item(session, ls.id, u.id)) is not None:
-            play_item(session, audio_store, u.id, ls.id, q.item_id)
-            queue.submit_rating(session, ls.id, u.id, q.item_id, *rule(k, session.get(ListeningItem, q.item_id)))
+        while (q := queue.next_item(session, ls.id, u)) is not None:
+            play_item(session, audio_store, u, ls.id, q.item_id)
+            queue.submit_rating(session, ls.id, u, q.item_id, *rule(k, session.get(ListeningItem, q.item_id)))
 
 
 def test_results_gold_screening_ci_and_alpha(session, audio_store):
@@ -386,7 +388,7 @@ def test_concurrent_first_open_and_replayed_submit(store_url, audio_store):
         ls = design.create_listening_session(s, "race", clip_sets(s), n_prompts=3)
         (u,) = add_users(s, 1)
         s.commit()
-        ls_id, uid, n_items = ls.id, u.id, len(ls.items)
+        ls_id, rater, n_items = ls.id, u, len(ls.items)
     def in_parallel(fn, n=4):
         barrier, out, errors = threading.Barrier(n), [], []
 
@@ -408,16 +410,16 @@ def test_concurrent_first_open_and_replayed_submit(store_url, audio_store):
         return out
 
     # 1. first open from four requests at once: one set of assignments, the same first item
-    firsts = in_parallel(lambda s: queue.next_item(s, ls_id, uid).item_id)
+    firsts = in_parallel(lambda s: queue.next_item(s, ls_id, rater).item_id)
     assert len(set(firsts)) == 1
     # 2. the same submit four times at once: one rating written, three replays refused
     with factory() as s:
-        play_item(s, audio_store, uid, ls_id, firsts[0])
+        play_item(s, audio_store, rater, ls_id, firsts[0])
         s.commit()
 
     def submit(s):
         try:
-            return queue.submit_rating(s, ls_id, uid, firsts[0], 3, 4).ovl
+            return queue.submit_rating(s, ls_id, rater, firsts[0], 3, 4).ovl
         except CuratorError as exc:
             assert "already has your rating" in str(exc)
             return "refused"
@@ -425,7 +427,7 @@ def test_concurrent_first_open_and_replayed_submit(store_url, audio_store):
     outcomes = in_parallel(submit)
     assert sorted(outcomes, key=str) == [3, "refused", "refused", "refused"]
     with factory() as s:
-        rows = list(s.scalars(select(ListeningRating).where(ListeningRating.user_id == uid)))
+        rows = list(s.scalars(select(ListeningRating).where(ListeningRating.user_id == rater.id)))
         assert len(rows) == n_items
         assert [(r.item_id, r.ovl, r.rel) for r in rows if r.rated_at is not None] == [(firsts[0], 3, 4)]
 

@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from annotate_ui.logic import audit, media, media_route, playback, quality
-from annotate_ui.logic.auth import AuthUser
 from annotate_ui.logic.listening import clipsets, design, queue, results
 from curator.cli import app as curator_app
 from curator.verdicts import verdict_counts
@@ -167,38 +166,38 @@ def _listening(session, audio_store, n_raters=2, seconds=0.05):
 
 def test_a_rating_needs_its_clip_played_and_stores_time_on_task(session, audio_store):
     ls, (u, v) = _listening(session, audio_store)
-    q = queue.next_item(session, ls.id, u.id, audio_store)
+    q = queue.next_item(session, ls.id, u, audio_store)
     with pytest.raises(CuratorError, match="play the clip to the end before you rate it; nothing was recorded"):
-        queue.submit_rating(session, ls.id, u.id, q.item_id, 3, 3)
+        queue.submit_rating(session, ls.id, u, q.item_id, 3, 3)
     # v played u's item? v has no such token; u's spectrogram does not count; another item of u does not count
     image = playback.issue_grant(session, u.id, "listen", (ls.id, q.item_id), "spectrogram")
-    _fetch(session, audio_store, AuthUser(u.id, "u", "rater"), image)
-    queue.next_item(session, ls.id, v.id, audio_store)
-    play_item(session, audio_store, v.id, ls.id, q.item_id)
+    _fetch(session, audio_store, u, image)
+    queue.next_item(session, ls.id, v, audio_store)
+    play_item(session, audio_store, v, ls.id, q.item_id)
     other = next(i.id for i in ls.items if i.id != q.item_id)
-    play_item(session, audio_store, u.id, ls.id, other)
+    play_item(session, audio_store, u, ls.id, other)
     with pytest.raises(CuratorError, match="play the clip to the end"):
-        queue.submit_rating(session, ls.id, u.id, q.item_id, 3, 3)
+        queue.submit_rating(session, ls.id, u, q.item_id, 3, 3)
     assert session.scalar(select(ListeningRating.rated_at).where(ListeningRating.item_id == q.item_id,
                                                                  ListeningRating.user_id == u.id)) is None
     session.execute(update(ListeningRating).where(ListeningRating.item_id == q.item_id, ListeningRating.user_id == u.id)
                     .values(served_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=4)))
-    play_item(session, audio_store, u.id, ls.id, q.item_id, share=0.5)
-    queue.submit_rating(session, ls.id, u.id, q.item_id, 3, 3, min_played_share=0.5)
+    play_item(session, audio_store, u, ls.id, q.item_id, share=0.5)
+    queue.submit_rating(session, ls.id, u, q.item_id, 3, 3, min_played_share=0.5)
     row = session.scalar(select(ListeningRating).where(ListeningRating.item_id == q.item_id,
                                                        ListeningRating.user_id == u.id))
     assert (row.ovl, row.rel) == (3, 3) and 4000 <= row.time_on_task_ms < 64_000
     with pytest.raises(CuratorError, match="already has your rating"):  # the replay
-        queue.submit_rating(session, ls.id, u.id, q.item_id, 3, 3, min_played_share=0.5)
+        queue.submit_rating(session, ls.id, u, q.item_id, 3, 3, min_played_share=0.5)
     (mine,) = [x for x in results.rating_rows(session, ls.id) if x.user_id == u.id and x.item_id == q.item_id]
     assert mine.time_on_task_ms == row.time_on_task_ms  # exported with the rating
 
 
 def _rate_all(session, audio_store, ls, user, rel_gold=1):
-    while (q := queue.next_item(session, ls.id, user.id, audio_store)) is not None:
-        play_item(session, audio_store, user.id, ls.id, q.item_id)
+    while (q := queue.next_item(session, ls.id, user, audio_store)) is not None:
+        play_item(session, audio_store, user, ls.id, q.item_id)
         gold = session.get(ListeningItem, q.item_id).is_gold
-        queue.submit_rating(session, ls.id, user.id, q.item_id, 4, rel_gold if gold else 4)
+        queue.submit_rating(session, ls.id, user, q.item_id, 4, rel_gold if gold else 4)
 
 
 def test_flags_fast_raters_and_gold_failures(session, audio_store):
@@ -216,7 +215,7 @@ def test_flags_fast_raters_and_gold_failures(session, audio_store):
     session.execute(update(AuditAssignment).where(AuditAssignment.user_id == fast.id).values(time_on_task_ms=20))
     ls, (good, liar) = _listening(session, audio_store)
     for user in (good, liar):
-        queue.ensure_assignments(session, ls.id, user.id)
+        queue.ensure_assignments(session, ls.id, user)
     session.execute(update(ListeningRating).values(served_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)))
     _rate_all(session, audio_store, ls, good)
     _rate_all(session, audio_store, ls, liar, rel_gold=5)
@@ -288,20 +287,20 @@ def test_an_excluded_raters_open_vote_is_refused(session, audio_store):
 def test_excluded_listeners_are_left_out_of_the_results(session, audio_store):
     ls, (good, other) = _listening(session, audio_store)
     _rate_all(session, audio_store, ls, good)
-    q = queue.next_item(session, ls.id, other.id, audio_store)
-    play_item(session, audio_store, other.id, ls.id, q.item_id)
-    queue.submit_rating(session, ls.id, other.id, q.item_id, 1, 1)
+    q = queue.next_item(session, ls.id, other, audio_store)
+    play_item(session, audio_store, other, ls.id, q.item_id)
+    queue.submit_rating(session, ls.id, other, q.item_id, 1, 1)
     assert {r.name for r in results.session_results(session, ls.id).raters if not r.excluded} == {"listener0", "listener1"}
     quality.exclude_rater(session, "listener1", by="admin")
     res = results.session_results(session, ls.id)
     (out,) = [r for r in res.raters if r.name == "listener1"]
     assert out.excluded and out.excluded_by_admin and res.excluded_raters == ["listener1"]
     assert sum(s.n_ratings for s in res.systems) == 6  # only listener0's six real clips
-    assert queue.next_item(session, ls.id, other.id, audio_store) is None  # nothing more to rate
+    assert queue.next_item(session, ls.id, other, audio_store) is None  # nothing more to rate
     q2 = next(i.id for i in ls.items if i.id != q.item_id)  # a page still open from before the exclusion
-    play_item(session, audio_store, other.id, ls.id, q2)
+    play_item(session, audio_store, other, ls.id, q2)
     with pytest.raises(CuratorError, match="an admin has excluded your answers"):
-        queue.submit_rating(session, ls.id, other.id, q2, 2, 2)
+        queue.submit_rating(session, ls.id, other, q2, 2, 2)
 
 
 def test_ranges_of_one_token_from_several_processes_are_all_kept(store_url, audio_store):

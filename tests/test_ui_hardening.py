@@ -21,7 +21,7 @@ from sqlalchemy import select
 from annotate_ui.logic import audit
 from annotate_ui.logic.listening import clipsets, design, queue
 from annotate_ui.web.app import launch, make_context
-from annotate_ui.logic.auth import LoginLimiter, SessionClock
+from annotate_ui.logic.auth import LoginLimiter, SessionClock, active_user
 from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem
@@ -204,7 +204,7 @@ def test_listening_gold_items_cannot_be_spotted_by_their_audio(sqlite_store_url,
                 r = h.get("/" + src)
                 assert r.status_code == 200
                 with ctx.session() as s:
-                    item = queue.next_item(s, sid, 2, None).item_id  # the item the page shows (rater0 is user 2)
+                    item = queue.next_item(s, sid, active_user(s, "rater0"), None).item_id  # the item the page shows
                 got.append((item, _stats(src, r)))
                 out = c.predict(3, 3, api_name="/listen_submit")
     with ctx.session() as s:

@@ -23,12 +23,6 @@ from trainer.data import PairSet
 from trainer.loss import diffusion_target, dpo_loss, per_sample_mse, sft_loss
 from trainer.model import unet_inputs
 
-# Metric names (TRL's where they exist: rewards/*).
-DPO_METRICS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected",
-               "mse/model_chosen", "mse/model_rejected", "mse/ref_chosen", "mse/ref_rejected")
-SFT_METRICS = ("loss", "mse/model_chosen")
-
-
 @dataclass
 class Features:
     """Everything the loop reads, on CPU: cached latents and text encodings per pair."""

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sqlalchemy import and_, bindparam, delete, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from annotate_ui.logic import playback
 from annotate_ui.logic.auth import AuthUser
-from curator.audio import AudioStore, Decoded
+from curator.audio import AudioStore
+from curator.validate import is_int
 from curator.verdicts import COUNTED_RATER
 from db.errors import CuratorError
 from db.annotation import DEFAULT_OVERLAP, VERDICTS, AuditAssignment, AuditItem, User
@@ -311,18 +312,6 @@ def undo_last(session: Session, user: AuthUser, *, window_s: float = UNDO_WINDOW
 # --------------------------------------------------------------------------------------------
 
 
-def clip_audio(session: Session, audio_store: AudioStore, clip_id: int, side: str) -> Decoded:
-    """The decoded audio of CLIP_ID from the audio store; a missing file is one clear line naming only the side."""
-    rel = session.scalar(select(AudioClip.path).where(AudioClip.id == int(clip_id)))
-    if rel is None:
-        raise CuratorError(f"side {side}: the clip is not in the store; press Skip")
-    try:
-        return audio_store.read(rel)
-    except CuratorError as exc:
-        log.warning("audio of clip %s cannot be played: %s", clip_id, exc)
-        raise CuratorError(f"side {side}: the audio file is missing or unreadable; press Skip") from None
-
-
 AUDIO_SIDES = ("a", "b")
 _AUDIO_MAGIC = ((b"RIFF", "audio/wav"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"))
 
@@ -398,7 +387,7 @@ def assignment_audio(session: Session, audio_store: AudioStore, user: AuthUser, 
 
 
 def _check_overlap(overlap: int) -> int:
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 1 <= int(overlap) <= 50:
+    if not is_int(overlap) or not 1 <= int(overlap) <= 50:
         raise CuratorError(f"overlap {overlap!r} must be a whole number of raters in 1..50")
     return int(overlap)
 
@@ -433,14 +422,6 @@ def enqueue(session: Session, pair_ids: Sequence[int], *, reason: str, added_by:
         added += 1
     session.flush()
     return added
-
-
-def clear_open_queue(session: Session) -> int:
-    """Remove queue items nobody has been given yet; returns how many."""
-    given = select(AuditAssignment.pair_id)
-    res = session.execute(delete(AuditItem).where(AuditItem.pair_id.not_in(given)))
-    session.flush()
-    return int(res.rowcount or 0)
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,3 @@ class SessionClock:
             if activity or last is None:
                 self._seen[token] = now
             return True
-
-    def forget(self, token: str) -> None:
-        with self._lock:
-            self._seen.pop(token, None)

@@ -43,7 +43,7 @@ def serve(session: Session, audio_store: AudioStore, copies: CopyCache, user: Au
     if grant.kind == "audit":
         path, _ = audit.assignment_audio(session, audio_store, user, *grant.ref)
     else:
-        path = queue.item_audio_path(session, audio_store, grant.ref[0], user.id, grant.ref[1])
+        path = queue.item_audio_path(session, audio_store, grant.ref[0], user, grant.ref[1])
     cached = copies.get(token)
     if cached is None:
         if grant.what == "spectrogram":

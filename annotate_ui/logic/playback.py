@@ -20,6 +20,7 @@ from typing import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from curator.validate import is_number
 from db.errors import CuratorError
 from db.media import GRANT_KINDS, GRANT_WHATS, MediaGrant
 from db.models import utcnow
@@ -30,7 +31,7 @@ RECORD_RETRIES = 8  # a range recorded while another process records one of the 
 
 def check_share(share) -> float:
     """A share of a clip that must be played: a number in (0, 1]."""
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < float(share) <= 1:
+    if not is_number(share) or not 0 < float(share) <= 1:
         raise CuratorError(f"min played share {share!r} must be a number in (0, 1] (1 = to the end)")
     return float(share)
 

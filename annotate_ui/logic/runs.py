@@ -25,6 +25,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from curator.validate import is_int, is_number
 from db.errors import CuratorError
 from db.listening import ClipSet, ClipSetItem
 from db.training import TrainingRun
@@ -72,7 +73,7 @@ def _metrics_lines(out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def _number(x: Any) -> Optional[float]:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+    return float(x) if is_number(x) else None
 
 
 def list_runs(session: Session) -> list[RunRow]:
@@ -93,7 +94,7 @@ def list_runs(session: Session) -> list[RunRow]:
 def get_run(session: Session, run_id: Any) -> TrainingRun:
     if isinstance(run_id, str) and run_id.strip().isdigit():
         run_id = int(run_id.strip())
-    if isinstance(run_id, bool) or not isinstance(run_id, int):
+    if not is_int(run_id):
         raise CuratorError("choose a training run first")
     run = session.get(TrainingRun, run_id)
     if run is None:

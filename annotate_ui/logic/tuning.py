@@ -31,6 +31,7 @@ from curator.filter import (
     load_pair_table,
     strategy_counts,
 )
+from curator.validate import is_number
 from db.annotation import DEFAULT_OVERLAP, AuditItem
 from db.models import STRATEGIES, ClapModel, Pair
 
@@ -142,7 +143,7 @@ def thresholds_from_sliders(alpha1, alpha2, beta1, beta2, d1_min, d1_max, d2_min
     values = dict(alpha1=alpha1, alpha2=alpha2, beta1=beta1, beta2=beta2, delta1_min=d1_min,
                   delta1_max=d1_max, delta2_min=d2_min, delta2_max=d2_max)
     for k, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not is_number(v):
             raise CuratorError(f"threshold {k}={v!r} is not a number")
     return Thresholds(**values)
 
@@ -182,7 +183,7 @@ def pick_uncertain(table: PairTable, thresholds: Thresholds, n: int, *, exclude:
 
 
 def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or int(n) != n or not 1 <= n <= 1_000_000:
+    if not is_number(n) or not math.isfinite(n) or int(n) != n or not 1 <= n <= 1_000_000:
         raise CuratorError(f"number of pairs {n!r} must be a whole number in 1..1000000")
     return int(n)
 

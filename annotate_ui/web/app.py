@@ -160,9 +160,6 @@ class UIContext:
         log.info("login %s for user %r", "succeeded" if ok else "refused", username[:100] if isinstance(username, str) else "?")
         return ok
 
-    def clip_audio(self, session: Session, clip_id: int, side: str):
-        return audit.clip_audio(session, self.audio_store, clip_id, side)
-
     def tuning_data(self, session: Session, models: tuple[str | None, str | None], *, reload: bool = False) -> tuning.TuningData:
         with self._tuning_lock:
             if reload or models not in self._tuning:

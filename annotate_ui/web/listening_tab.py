@@ -19,6 +19,7 @@ import gradio as gr
 from annotate_ui.web import charts
 from annotate_ui.logic.listening import clipsets, design, queue, results
 from curator.stats import MeanCI
+from curator.validate import is_int, is_number
 from db.errors import CuratorError
 from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS, DEFAULT_N_PROMPTS
 
@@ -144,15 +145,13 @@ def _whole(value: Any, what: str, *, minimum: int = 0, allow_blank: bool = False
         value = int(text)
     if allow_blank and value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+    if not is_number(value) or value != int(value) or value < minimum:
         raise CuratorError(f"{what} must be a whole number ≥ {minimum}, got {value!r}")
     return int(value)
 
 
 class ListeningHandlers:
     """The tab's event handlers over a UIContext (see annotate_ui/web/app.py)."""
-
-    RATER_OUTPUTS = 7  # state, progress, prompt, audio, message, ovl, rel
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -166,9 +165,9 @@ class ListeningHandlers:
         return gr.Dropdown(choices=[(r["name"], r["id"]) for r in rows], value=None)
 
     def _view(self, s, session_id: int, user, message: str = ""):
-        q = queue.next_item(s, session_id, user.id, self.ctx.audio_store)
+        q = queue.next_item(s, session_id, user, self.ctx.audio_store)
         if q is None:
-            p = queue.progress(s, session_id, user.id)
+            p = queue.progress(s, session_id, user)
             return ({"session_id": session_id, "item_id": None},
                     f"Rated **{p.rated}** · skipped {p.skipped} · remaining **{p.remaining}**",
                     prompt_html(None), "", message, None, None)
@@ -186,7 +185,7 @@ class ListeningHandlers:
 
     @staticmethod
     def _session_id(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise CuratorError("choose a listening session first")
         return value
 
@@ -208,7 +207,7 @@ class ListeningHandlers:
             sid, item = self._current(state)
             ovl, rel = parse_score(ovl, "OVL"), parse_score(rel, "REL")
             with self.ctx.session() as s:
-                res = queue.submit_rating(s, sid, user.id, item, ovl, rel, min_played_share=self.ctx.min_played_share)
+                res = queue.submit_rating(s, sid, user, item, ovl, rel, min_played_share=self.ctx.min_played_share)
             with self.ctx.session() as s:
                 return self._view(s, sid, user, f"Recorded OVL {res.ovl}, REL {res.rel}.")
 
@@ -218,11 +217,11 @@ class ListeningHandlers:
             sid, item = self._current(state)
             with self.ctx.session() as s:
                 try:
-                    queue.item_audio_path(s, self.ctx.audio_store, sid, user.id, item)
+                    queue.item_audio_path(s, self.ctx.audio_store, sid, user, item)
                     reason = "skipped"
                 except CuratorError:
                     reason = "audio missing or unreadable"
-                queue.skip_item(s, sid, user.id, item, reason=reason)
+                queue.skip_item(s, sid, user, item, reason=reason)
             with self.ctx.session() as s:
                 return self._view(s, sid, user, "Skipped.")
 
@@ -231,7 +230,7 @@ class ListeningHandlers:
         with self.ctx.errors():
             sid = self._session_id(state.get("session_id") if isinstance(state, dict) else None)
             with self.ctx.session() as s:
-                item = queue.undo_last(s, sid, user.id)
+                item = queue.undo_last(s, sid, user)
             with self.ctx.session() as s:
                 return self._view(s, sid, user, "Nothing to undo." if item is None
                                   else "Your last answer was taken back; rate this clip again.")
@@ -262,18 +261,18 @@ class ListeningHandlers:
                        gold_threshold: Any, split: str, request: gr.Request):
         user = self.ctx.admin(request)
         with self.ctx.errors():
-            if not isinstance(gold_threshold, (int, float)) or isinstance(gold_threshold, bool):
+            if not is_number(gold_threshold):
                 raise CuratorError(f"gold REL threshold must be a number from 1 to 5, got {gold_threshold!r}")
             with self.ctx.session() as s:
-                ls = design.create_listening_session(
+                listening = design.create_listening_session(
                     s, name, list(sets or []), n_prompts=_whole(n_prompts, "prompts", minimum=1),
                     seed=_whole(seed, "seed"), n_gold=_whole(n_gold, "gold items", allow_blank=True),
                     min_raters=_whole(min_raters, "raters per clip", minimum=1),
                     gold_rel_threshold=float(gold_threshold), split=(split or "").strip() or None,
                     created_by=user.id)
-                n_gold_items = sum(it.is_gold for it in ls.items)
-                msg = (f"Session **{html.escape(ls.name)}**: {len(ls.items) - n_gold_items} clips "
-                       f"({len(ls.systems)} systems) + {n_gold_items} gold items.")
+                n_gold_items = sum(it.is_gold for it in listening.items)
+                msg = (f"Session **{html.escape(listening.name)}**: {len(listening.items) - n_gold_items} clips "
+                       f"({len(listening.systems)} systems) + {n_gold_items} gold items.")
         return (msg, *self.admin_overview(request)[3:])
 
     def set_open(self, session_id: Any, is_open: bool, request: gr.Request):
@@ -281,8 +280,8 @@ class ListeningHandlers:
         with self.ctx.errors():
             sid = self._session_id(session_id)
             with self.ctx.session() as s:
-                ls = design.set_session_open(s, sid, is_open)
-                return f"Session **{html.escape(ls.name)}** is now {'open' if ls.is_open else 'closed'}."
+                listening = design.set_session_open(s, sid, is_open)
+                return f"Session **{html.escape(listening.name)}** is now {'open' if listening.is_open else 'closed'}."
 
     def close_session(self, session_id: Any, request: gr.Request):
         return self.set_open(session_id, False, request)
@@ -332,9 +331,6 @@ class ListeningHandlers:
             with self.ctx.session() as s:
                 paths = results.export_results(s, sid, out)
         return [str(p) for p in paths.values()]
-
-
-CSS_NOTE = ".listen-prompt { font-size: 1.3em; padding: .5em 0; white-space: pre-wrap; } #listen-audio audio { width: 100%; }"
 
 
 def build_listening_tab(ctx) -> ListeningHandlers:

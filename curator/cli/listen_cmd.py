@@ -126,14 +126,14 @@ def register(app: typer.Typer) -> None:
         if not 1 <= gold_threshold <= 5:
             raise CuratorError(f"--gold-threshold must be between 1 and 5, got {gold_threshold:g}")
         with session_scope(db) as s:
-            ls = create_listening_session(
+            listening = create_listening_session(
                 s, name, list(clip_set_names), n_prompts=prompts, caption_ids=caption or None, split=split,
                 seed=seed, n_gold=gold, min_raters=raters_per_clip, gold_rel_threshold=gold_threshold)
-            n_gold = sum(it.is_gold for it in ls.items)
-            n_prompts = len({it.caption_id for it in ls.items if not it.is_gold})
-            typer.echo(f"created listening session {ls.name} (id {ls.id}): {n_prompts} prompts × {len(ls.systems)} "
-                       f"systems = {len(ls.items) - n_gold} clips + {n_gold} gold items; {ls.min_raters} raters "
-                       f"per clip; seed {ls.seed}; open")
+            n_gold = sum(it.is_gold for it in listening.items)
+            n_prompts = len({it.caption_id for it in listening.items if not it.is_gold})
+            typer.echo(f"created listening session {listening.name} (id {listening.id}): {n_prompts} prompts × {len(listening.systems)} "
+                       f"systems = {len(listening.items) - n_gold} clips + {n_gold} gold items; {listening.min_raters} raters "
+                       f"per clip; seed {listening.seed}; open")
 
     @listen.command("list")
     @user_errors
@@ -155,8 +155,8 @@ def register(app: typer.Typer) -> None:
     def _set_open(name: str, is_open: bool, db: str) -> None:
 
         with session_scope(db) as s:
-            ls = set_session_open(s, name, is_open)
-            typer.echo(f"listening session {ls.name} is now {'open' if ls.is_open else 'closed'}")
+            listening = set_session_open(s, name, is_open)
+            typer.echo(f"listening session {listening.name} is now {'open' if listening.is_open else 'closed'}")
 
     @listen.command("open")
     @user_errors

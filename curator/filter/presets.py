@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import CuratorError
 from curator.paper import ALPHA, BETA_LOSER, DELTA1, DELTA2
+from curator.validate import is_number
 from db.models import ClapModel, Preset, utcnow
 
 DEFAULT_PRESET = "paper"
@@ -34,7 +35,7 @@ class Thresholds:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_number(value):
                 raise CuratorError(f"threshold {f.name}={value!r} is not a number")
             if not math.isfinite(value):
                 raise CuratorError(f"threshold {f.name}={value!r} is not finite")

@@ -101,9 +101,9 @@ def play_pair(session, audio_store, user: AuthUser, assignment_id: int, *, share
         _fetch(session, audio_store, user, "audit", (int(assignment_id), side), share)
 
 
-def play_item(session, audio_store, user_id: int, session_id: int, item_id: int, *, share: float = 1.0) -> None:
+def play_item(session, audio_store, user: AuthUser, session_id: int, item_id: int, *, share: float = 1.0) -> None:
     """The rater plays a listening item's clip (SHARE of it) through the media route's work."""
-    _fetch(session, audio_store, AuthUser(int(user_id), "rater", "rater"), "listen", (int(session_id), int(item_id)), share)
+    _fetch(session, audio_store, user, "listen", (int(session_id), int(item_id)), share)
 
 
 def mark_played(session, user_id: int, assignment_id: int, size: int = 1000) -> None:

@@ -1,3 +1,6 @@
 """Listening sessions (arXiv 2404.09956 §5.3), as plain functions over a Session: `clipsets`
 (one system's clips for a set of prompts), `design` (prompts × clip sets plus gold items),
-`queue` (the rater side) and `results` (the admin side: statistics and export)."""
+`queue` (the rater side) and `results` (the admin side: statistics and export).
+
+Names: `session` is always the database Session; a `ListeningSession` row is `listening`, and
+`session_id` is its id (the column's name)."""

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from curator.validate import is_int
 from db.errors import CuratorError
 from db.listening import ClipSet, ClipSetItem
 from db.models import AudioClip
@@ -36,7 +37,7 @@ def _clip_rows(session: Session, clips: Iterable[AudioClip | int]) -> list[Audio
     for c in clips:
         if isinstance(c, AudioClip):
             rows.append(c)
-        elif isinstance(c, int) and not isinstance(c, bool):
+        elif is_int(c):
             ids.append(c)
         else:
             raise CuratorError(f"a clip set takes AudioClip rows or clip ids, got {c!r}")
@@ -141,7 +142,7 @@ def _by_id_or_name(session: Session, model, ref, what: str):
     """A row of MODEL given as the row itself, its id, or its unique name; one line if missing."""
     if isinstance(ref, model):
         return ref
-    if isinstance(ref, int) and not isinstance(ref, bool):
+    if is_int(ref):
         row = session.get(model, ref)
     else:
         row = session.scalar(select(model).where(model.name == str(ref)))

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_ui.logic.listening.clipsets import _by_id_or_name, _check_name, get_clip_set
+from curator.validate import is_int
 from db.errors import CuratorError
 from db.listening import (
     DEFAULT_GOLD_REL_THRESHOLD,
@@ -85,7 +86,7 @@ def create_listening_session(
     # 2. The prompts
     available = common_captions(session, sets, split=split)
     if caption_ids is not None:
-        bad = [c for c in caption_ids if isinstance(c, bool) or not isinstance(c, (int, np.integer))]
+        bad = [c for c in caption_ids if not is_int(c)]
         if bad:
             raise CuratorError(f"caption ids must be whole numbers, got {bad[0]!r}")
         prompts = list(dict.fromkeys(int(c) for c in caption_ids))
@@ -116,15 +117,15 @@ def create_listening_session(
 
     # 3. The items
     texts = dict(session.execute(select(Caption.id, Caption.text).where(Caption.id.in_(prompts))).all())
-    ls = ListeningSession(name=name, seed=seed, min_raters=min_raters, gold_rel_threshold=float(gold_rel_threshold),
+    listening = ListeningSession(name=name, seed=seed, min_raters=min_raters, gold_rel_threshold=float(gold_rel_threshold),
                           created_by=created_by)
     clip_of: dict[tuple[int, int], int] = {}
     for pos, cs in enumerate(sets):
-        ls.systems.append(ListeningSystem(clip_set_id=cs.id, position=pos))
+        listening.systems.append(ListeningSystem(clip_set_id=cs.id, position=pos))
         clips = {i.caption_id: i.clip_id for i in cs.items}
         for cap in prompts:
             clip_of[(cs.id, cap)] = clips[cap]
-            ls.items.append(ListeningItem(clip_set_id=cs.id, clip_id=clips[cap], caption_id=cap,
+            listening.items.append(ListeningItem(clip_set_id=cs.id, clip_id=clips[cap], caption_id=cap,
                                           prompt=texts[cap], is_gold=False))
 
     # 4. Gold items: a clip of prompt p shown with another prompt q (REL should be low)
@@ -140,13 +141,13 @@ def create_listening_session(
             continue
         shown = others[int(rng.integers(len(others)))]
         used.add((cs_id, shown))
-        ls.items.append(ListeningItem(clip_set_id=cs_id, clip_id=clip_of[(cs_id, cap)], caption_id=shown,
+        listening.items.append(ListeningItem(clip_set_id=cs_id, clip_id=clip_of[(cs_id, cap)], caption_id=shown,
                                       prompt=texts[shown], is_gold=True, gold_kind="mismatch"))
     if len(used) < n_gold:
         raise CuratorError(f"could only make {len(used)} of {n_gold} gold items; ask for fewer")
-    session.add(ls)
+    session.add(listening)
     session.flush()
-    return ls
+    return listening
 
 
 def get_session(session: Session, ref: ListeningSession | int | str) -> ListeningSession:
@@ -158,12 +159,13 @@ def list_sessions(session: Session, *, open_only: bool = False) -> list[dict[str
     if open_only:
         q = q.where(ListeningSession.is_open.is_(True))
     n_items = dict(session.execute(select(ListeningItem.session_id, func.count()).group_by(ListeningItem.session_id)).all())
-    return [{"id": s.id, "name": s.name, "is_open": s.is_open, "n_items": n_items.get(s.id, 0),
-             "min_raters": s.min_raters, "created_at": s.created_at.isoformat()} for s in session.scalars(q)]
+    return [{"id": listening.id, "name": listening.name, "is_open": listening.is_open,
+             "n_items": n_items.get(listening.id, 0), "min_raters": listening.min_raters,
+             "created_at": listening.created_at.isoformat()} for listening in session.scalars(q)]
 
 
 def set_session_open(session: Session, ref: ListeningSession | int | str, is_open: bool) -> ListeningSession:
-    ls = get_session(session, ref)
-    ls.is_open = bool(is_open)
+    listening = get_session(session, ref)
+    listening.is_open = bool(is_open)
     session.flush()
-    return ls
+    return listening

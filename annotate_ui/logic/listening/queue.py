@@ -5,8 +5,8 @@ in the rater's own order (every rater gets every item, shuffled by a generator s
 sent the clip to the rater (annotate_ui/logic/playback.py), `skip_item`, `undo_last`. System names
 never leave these functions. A rater an admin excluded gets no item and their ratings are refused.
 
-Every function takes the user id of the *authenticated* user from the caller (the UI takes it
-from the login, never from the browser). Functions flush; the caller commits.
+Every rater function takes the *authenticated* user (`AuthUser`) from the caller, as the audit's
+do (the UI takes it from the login, never from the browser). Functions flush; the caller commits.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from annotate_ui.logic import playback
+from annotate_ui.logic.auth import AuthUser
 from annotate_ui.logic.listening.design import _rng
-from curator.audio import AudioStore, Decoded
+from curator.audio import AudioStore
+from curator.validate import is_int
 from db.errors import CuratorError
 from db.annotation import User
 from db.listening import ListeningItem, ListeningRating, ListeningSession
@@ -66,47 +67,47 @@ class Progress:
         return self.total - self.rated - self.skipped
 
 
-def _rater(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None or not user.active:
+def _rater(session: Session, user: AuthUser) -> User:
+    row = session.get(User, user.id)
+    if row is None or not row.active:
         raise CuratorError("you are not an active user of this store")
-    return user
+    return row
 
 
 EXCLUDED = "an admin has excluded your answers from the results; nothing was recorded"
 
 
-def _open_session(session: Session, session_id: int) -> ListeningSession:
-    ls = session.get(ListeningSession, session_id) if isinstance(session_id, int) and not isinstance(session_id, bool) else None
-    if ls is None:
+def _open_listening(session: Session, session_id: int) -> ListeningSession:
+    listening = session.get(ListeningSession, session_id) if is_int(session_id) else None
+    if listening is None:
         raise CuratorError(f"listening session {session_id!r} does not exist")
-    if not ls.is_open:
-        raise CuratorError(f"listening session {ls.name!r} is closed")
-    return ls
+    if not listening.is_open:
+        raise CuratorError(f"listening session {listening.name!r} is closed")
+    return listening
 
 
-def rater_order(ls: ListeningSession, user_id: int, item_ids: Sequence[int]) -> list[int]:
+def rater_order(listening: ListeningSession, user: AuthUser, item_ids: Sequence[int]) -> list[int]:
     """ITEM_IDS in this rater's order: a permutation seeded with (seed, session id, user id)."""
     ids = sorted(item_ids)
-    perm = _rng(ls.seed, ls.id, user_id).permutation(len(ids))
+    perm = _rng(listening.seed, listening.id, user.id).permutation(len(ids))
     return [ids[i] for i in perm]
 
 
-def ensure_assignments(session: Session, session_id: int, user_id: int) -> int:
+def ensure_assignments(session: Session, session_id: int, user: AuthUser) -> int:
     """Give the rater every item of the session, in their own order; returns how many rows were added.
 
     Safe to call concurrently for one rater: the rows are deterministic, a unique violation
     means another request wrote them first (done inside a savepoint).
     """
-    ls = _open_session(session, session_id)
-    _rater(session, user_id)
+    listening = _open_listening(session, session_id)
+    _rater(session, user)
     have = set(session.scalars(select(ListeningRating.item_id).where(
-        ListeningRating.session_id == ls.id, ListeningRating.user_id == user_id)))
-    item_ids = list(session.scalars(select(ListeningItem.id).where(ListeningItem.session_id == ls.id)))
+        ListeningRating.session_id == listening.id, ListeningRating.user_id == user.id)))
+    item_ids = list(session.scalars(select(ListeningItem.id).where(ListeningItem.session_id == listening.id)))
     if len(have) == len(item_ids):
         return 0
-    order = rater_order(ls, user_id, item_ids)
-    rows = [ListeningRating(session_id=ls.id, item_id=item, user_id=user_id, position=pos)
+    order = rater_order(listening, user, item_ids)
+    rows = [ListeningRating(session_id=listening.id, item_id=item, user_id=user.id, position=pos)
             for pos, item in enumerate(order) if item not in have]
     try:
         with session.begin_nested():
@@ -116,11 +117,11 @@ def ensure_assignments(session: Session, session_id: int, user_id: int) -> int:
     return len(rows)
 
 
-def progress(session: Session, session_id: int, user_id: int) -> Progress:
+def progress(session: Session, session_id: int, user: AuthUser) -> Progress:
     r = ListeningRating
     rated, skipped, total = session.execute(
         select(func.count(r.rated_at), func.count(r.skipped_at), func.count())
-        .where(r.session_id == session_id, r.user_id == user_id)).one()
+        .where(r.session_id == session_id, r.user_id == user.id)).one()
     return Progress(int(rated), int(skipped), int(total))
 
 
@@ -136,15 +137,15 @@ def _audio_for(audio_store: Optional[AudioStore], clip: AudioClip) -> tuple[Opti
     return path, None
 
 
-def next_item(session: Session, session_id: int, user_id: int,
+def next_item(session: Session, session_id: int, user: AuthUser,
               audio_store: Optional[AudioStore] = None) -> Optional[QueueItem]:
     """The rater's next unrated, unskipped item (None when finished, or when an admin excluded the
     rater: their ratings would count nowhere)."""
-    ensure_assignments(session, session_id, user_id)
-    if session.scalar(select(User.excluded_at).where(User.id == user_id)) is not None:
+    ensure_assignments(session, session_id, user)
+    if session.scalar(select(User.excluded_at).where(User.id == user.id)) is not None:
         return None
     r = ListeningRating
-    row = session.scalar(select(r).where(r.session_id == session_id, r.user_id == user_id,
+    row = session.scalar(select(r).where(r.session_id == session_id, r.user_id == user.id,
                                          r.rated_at.is_(None), r.skipped_at.is_(None))
                          .order_by(r.position).limit(1))
     if row is None:
@@ -154,44 +155,32 @@ def next_item(session: Session, session_id: int, user_id: int,
         session.flush()
     item = row.item
     path, error = _audio_for(audio_store, item.clip)
-    prog = progress(session, session_id, user_id)
+    prog = progress(session, session_id, user)
     return QueueItem(session_id=session_id, item_id=item.id, position=row.position, prompt=item.prompt,
                      audio_path=path, audio_error=error, done=prog.rated + prog.skipped, total=prog.total)
 
 
-def item_audio_path(session: Session, audio_store: AudioStore, session_id: int, user_id: int, item_id: Any) -> Path:
+def item_audio_path(session: Session, audio_store: AudioStore, session_id: int, user: AuthUser, item_id: Any) -> Path:
     """The stored file of an item in the rater's queue (what the media route sends, as a blind copy);
     one line naming nothing when it is missing."""
-    row = _own_row(session, session_id, user_id, item_id)
+    row = _own_row(session, session_id, user, item_id)
     path, error = _audio_for(audio_store, row.item.clip)
     if path is None:
         raise CuratorError(error or "the audio of this clip is missing or unreadable; skip this clip")
     return path
 
 
-def item_audio(session: Session, audio_store: AudioStore, session_id: int, user_id: int, item_id: Any) -> Decoded:
-    """The decoded audio of an item in the rater's queue, read from the audio store only.
-
-    A missing or unreadable file is one clear line (the rater can skip); nothing names the file.
-    """
-    row = _own_row(session, session_id, user_id, item_id)
-    try:
-        return audio_store.read(row.item.clip.path)
-    except CuratorError:
-        raise CuratorError("the audio of this clip is missing or unreadable; skip this clip") from None
-
-
 def _check_score(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value not in SCALE:
+    if not is_int(value) or value not in SCALE:
         raise CuratorError(f"{what} must be a whole number from 1 to 5, got {value!r}")
     return int(value)
 
 
-def _own_row(session: Session, session_id: int, user_id: int, item_id: Any) -> ListeningRating:
-    if isinstance(item_id, bool) or not isinstance(item_id, (int, np.integer)):
+def _own_row(session: Session, session_id: int, user: AuthUser, item_id: Any) -> ListeningRating:
+    if not is_int(item_id):
         raise CuratorError(f"item {item_id!r} is not in your queue for this session")
     row = session.scalar(select(ListeningRating).where(
-        ListeningRating.session_id == session_id, ListeningRating.user_id == user_id,
+        ListeningRating.session_id == session_id, ListeningRating.user_id == user.id,
         ListeningRating.item_id == int(item_id)))
     if row is None:
         raise CuratorError(f"item {item_id} is not in your queue for this session")
@@ -214,7 +203,7 @@ def _answered(row: ListeningRating, item_id: Any) -> CuratorError:
                         "nothing was changed: use undo to change your last rating")
 
 
-def submit_rating(session: Session, session_id: int, user_id: int, item_id: int, ovl: Any, rel: Any, *,
+def submit_rating(session: Session, session_id: int, user: AuthUser, item_id: int, ovl: Any, rel: Any, *,
                   min_played_share: float = playback.DEFAULT_MIN_PLAYED_SHARE) -> SubmitResult:
     """Store OVL and REL of ITEM_ID for the rater, with the time on task (server clock).
 
@@ -223,14 +212,14 @@ def submit_rating(session: Session, session_id: int, user_id: int, item_id: int,
     rater (annotate_ui/logic/playback.py)."""
     ovl = _check_score(ovl, "OVL")
     rel = _check_score(rel, "REL")
-    _open_session(session, session_id)
-    user = _rater(session, user_id)
-    row = _own_row(session, session_id, user_id, item_id)
+    _open_listening(session, session_id)
+    rater = _rater(session, user)
+    row = _own_row(session, session_id, user, item_id)
     if row.rated_at is not None or row.skipped_at is not None:
         raise _answered(row, item_id)
-    if user.excluded_at is not None:
+    if rater.excluded_at is not None:
         raise CuratorError(EXCLUDED)
-    playback.require_item_played(session, user_id, row.item_id, min_played_share)
+    playback.require_item_played(session, user.id, row.item_id, min_played_share)
     now = utcnow()
     # conditional update: only an unrated, unskipped row is written (safe under a concurrent replay)
     res = session.execute(
@@ -245,11 +234,11 @@ def submit_rating(session: Session, session_id: int, user_id: int, item_id: int,
     return SubmitResult(row.item_id, ovl, rel, row.time_on_task_ms)
 
 
-def skip_item(session: Session, session_id: int, user_id: int, item_id: int, reason: str = "skipped") -> bool:
+def skip_item(session: Session, session_id: int, user: AuthUser, item_id: int, reason: str = "skipped") -> bool:
     """Skip ITEM_ID (e.g. its audio is missing); True when it was skipped now, False on a replay."""
-    _open_session(session, session_id)
-    _rater(session, user_id)
-    row = _own_row(session, session_id, user_id, item_id)
+    _open_listening(session, session_id)
+    _rater(session, user)
+    row = _own_row(session, session_id, user, item_id)
     res = session.execute(
         update(ListeningRating)
         .where(ListeningRating.id == row.id, ListeningRating.rated_at.is_(None), ListeningRating.skipped_at.is_(None))
@@ -267,17 +256,17 @@ UNDO_WINDOW_S = 120.0  # undo reaches the rater's last answer for this long afte
 UNDONE = "undone"  # skip_reason of a row reopened by undo, until it is answered again
 
 
-def undo_last(session: Session, session_id: int, user_id: int, *, window_s: float = UNDO_WINDOW_S) -> Optional[int]:
+def undo_last(session: Session, session_id: int, user: AuthUser, *, window_s: float = UNDO_WINDOW_S) -> Optional[int]:
     """Clear the rater's last rating or skip; returns its item id (None: nothing to undo).
 
     Only the last answer, given less than WINDOW_S seconds ago, and only once: the reopened row is
     marked (skip_reason "undone") until it is answered again, and while it is, undo does nothing,
     so repeated undos cannot reach back through earlier ratings.
     """
-    _open_session(session, session_id)
-    _rater(session, user_id)
+    _open_listening(session, session_id)
+    _rater(session, user)
     r = ListeningRating
-    mine = (r.session_id == session_id, r.user_id == user_id)
+    mine = (r.session_id == session_id, r.user_id == user.id)
     if session.scalar(select(r.id).where(*mine, r.rated_at.is_(None), r.skipped_at.is_(None),
                                          r.skip_reason == UNDONE).limit(1)) is not None:
         return None

@@ -4,7 +4,7 @@ coverage against `min_raters`) and `export_results` (CSV + JSON, written atomica
 
 Gold screening rule (documented here and shown on the results page): a rater who has rated at
 least one gold item and whose mean REL over the gold items is ≥ the session's
-`gold_rel_threshold` (default 3.0) is excluded from every statistic; raters who have rated no
+`gold_rel_threshold` (default `db.listening.DEFAULT_GOLD_REL_THRESHOLD`) is excluded from every statistic; raters who have rated no
 gold item yet are kept and reported as unscreened. A rater an admin excluded
 (annotate_ui/logic/quality.py) is left out the same way, in every session.
 """
@@ -157,9 +157,9 @@ def _mean(xs: Sequence[float]) -> Optional[float]:
 
 def session_results(session: Session, ref: ListeningSession | int | str, confidence: float = 0.95) -> Results:
     """Mean ± CI per system, α (ordinal), per-rater summaries and gold screening (module doc)."""
-    ls = get_session(session, ref)
-    rows = rating_rows(session, ls.id)
-    items = list(session.scalars(select(ListeningItem).where(ListeningItem.session_id == ls.id)))
+    listening = get_session(session, ref)
+    rows = rating_rows(session, listening.id)
+    items = list(session.scalars(select(ListeningItem).where(ListeningItem.session_id == listening.id)))
     real_items = [it for it in items if not it.is_gold]
 
     # 1. Raters and the gold screening
@@ -174,7 +174,7 @@ def session_results(session: Session, ref: ListeningSession | int | str, confide
         real = [x for x in rated if not x.is_gold]
         gold = [x for x in rated if x.is_gold]
         gold_rel = _mean([x.rel for x in gold])
-        excluded = (gold_rel is not None and gold_rel >= ls.gold_rel_threshold) or uid in by_admin
+        excluded = (gold_rel is not None and gold_rel >= listening.gold_rel_threshold) or uid in by_admin
         if not excluded:
             kept.add(uid)
         raters.append(RaterSummary(uid, rs[0].rater, len(rs), len(rated), sum(x.skipped for x in rs),
@@ -189,14 +189,14 @@ def session_results(session: Session, ref: ListeningSession | int | str, confide
     row_of = {u: k for k, u in enumerate(users)}
     col_of = {c: j for j, c in enumerate(prompts)}
     tables: dict[int, dict[str, np.ndarray]] = {}
-    for sysrow in ls.systems:
+    for sysrow in listening.systems:
         tables[sysrow.clip_set_id] = {k: np.full((len(users), len(prompts)), np.nan) for k in ("ovl", "rel")}
     for x in usable:
         for k in ("ovl", "rel"):
             tables[x.clip_set_id][k][row_of[x.user_id], col_of[x.caption_id]] = getattr(x, k)
-    boot = dict(confidence=confidence, seed=ls.seed)
+    boot = dict(confidence=confidence, seed=listening.seed)
     systems = []
-    for sysrow in ls.systems:
+    for sysrow in listening.systems:
         cs = sysrow.clip_set
         mine = [x for x in usable if x.clip_set_id == cs.id]
         t = tables[cs.id]
@@ -233,19 +233,19 @@ def session_results(session: Session, ref: ListeningSession | int | str, confide
             r.agreement_rel = agree["rel"][row_of[r.user_id]]
 
     # 4. Coverage and warnings
-    covered = sum(1 for it in real_items if per_item.get(it.id, 0) >= ls.min_raters)
+    covered = sum(1 for it in real_items if per_item.get(it.id, 0) >= listening.min_raters)
     warnings = []
     if covered < len(real_items):
         warnings.append(f"{len(real_items) - covered} of {len(real_items)} clips have fewer than "
-                        f"{ls.min_raters} ratings from kept raters (arXiv 2404.09956 §5.3 asks for at least {ls.min_raters})")
+                        f"{listening.min_raters} ratings from kept raters (arXiv 2404.09956 §5.3 asks for at least {listening.min_raters})")
     unscreened = [r.name for r in raters if not r.screened and r.n_rated]
     if unscreened and any(it.is_gold for it in items):
         warnings.append(f"not yet screened (no gold item rated): {', '.join(unscreened)}")
     if alpha_ovl is None or alpha_rel is None:
         warnings.append("Krippendorff's α is undefined until at least two ratings of one clip differ in value")
     return Results(
-        session_id=ls.id, session_name=ls.name, seed=ls.seed, min_raters=ls.min_raters,
-        gold_rel_threshold=ls.gold_rel_threshold, gold_rule=GOLD_RULE.format(threshold=ls.gold_rel_threshold),
+        session_id=listening.id, session_name=listening.name, seed=listening.seed, min_raters=listening.min_raters,
+        gold_rel_threshold=listening.gold_rel_threshold, gold_rule=GOLD_RULE.format(threshold=listening.gold_rel_threshold),
         n_prompts=len({it.caption_id for it in real_items}), n_items=len(real_items),
         n_gold_items=len(items) - len(real_items), systems=systems, alpha_ovl=alpha_ovl, alpha_rel=alpha_rel,
         raters=raters, excluded_raters=[r.name for r in raters if r.excluded], n_items_covered=covered,

@@ -361,7 +361,7 @@ def _run_child(args_list: list[str], timeout: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=0, help="pairs per micro-batch (default: 4 on a GPU, 1 on CPU)")
-    ap.add_argument("--seconds", type=float, default=0.0, help="clip length (default: 10.24 on a GPU, 2.56 on CPU)")
+    ap.add_argument("--seconds", type=float, default=0.0, help=f"clip length (default: {CLIP_SECONDS} on a GPU, 2.56 on CPU)")
     ap.add_argument("--steps", type=int, default=2, help="timed steps per variant")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
     ap.add_argument("--gen-seconds", type=float, default=CLIP_SECONDS, help="clip length of the generation measurement")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ import numpy as np
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from curator.fsutil import read_jsonl_objects
 from db.errors import CuratorError
 from db.models import Caption, Selection, SelectionRun, text_hash
 
@@ -199,17 +199,8 @@ def _trailing_blank_start(lines: list[str]) -> int:
 
 
 def _read_jsonl(name: str, content: str) -> Iterator[_Record]:
-    lines = content.splitlines()
-    for i, raw in enumerate(lines[:_trailing_blank_start(lines)], start=1):
+    for i, obj in read_jsonl_objects(name, content):
         where = f"{name} line {i}"
-        if not raw.strip():
-            raise CuratorError(f"{where}: empty line (expected a JSON object)")
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise CuratorError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise CuratorError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         key = "caption" if "caption" in obj else "text" if "text" in obj else None
         if key is None:
             raise CuratorError(f"{where}: the object has no \"caption\" or \"text\" field")

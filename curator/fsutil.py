@@ -1,5 +1,6 @@
 """Atomic writes (a temporary file beside the target, then a rename), the temporary siblings of a
-folder being written and the removal of those a killed run left behind, and reading UTF-8 text.
+folder being written and the removal of those a killed run left behind, and reading UTF-8 text
+and JSON-lines files.
 
 A command that writes OUT atomically builds it in `.OUT.tmp-<pid>-<random>` beside it and renames
 it into place (an old OUT is first moved to `.OUT.old-<pid>-<random>`). A run killed before the
@@ -17,7 +18,9 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from db.errors import CuratorError
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +91,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 def read_utf8(path: str | Path, what: str = "file") -> str:
     """The text of PATH (a UTF-8 byte order mark is dropped); one CuratorError line when it is
     missing, not a file, or not UTF-8."""
-    from db.errors import CuratorError
-
     path = Path(path)
     if not path.is_file():
         raise CuratorError(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
@@ -100,4 +101,30 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
                            f"{exc.start})") from None
     except OSError as exc:
         raise CuratorError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-__all__ = ["atomic_write_bytes", "atomic_write_json", "temp_sibling", "remove_stale_siblings", "read_utf8"]
+
+
+def read_jsonl_objects(name: str, text: str, *, skip_blank: bool = False) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each line of TEXT, the JSON-lines file NAME. Blank lines at the very
+    end are ignored; one inside is an error unless SKIP_BLANK. A line that is not JSON, or not a JSON
+    object, is one CuratorError line naming NAME and the line number."""
+    lines = text.splitlines()
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    for i, raw in enumerate(lines[:end], start=1):
+        where = f"{name} line {i}"
+        if not raw.strip():
+            if skip_blank:
+                continue
+            raise CuratorError(f"{where}: empty line (expected a JSON object)")
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise CuratorError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise CuratorError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        yield i, obj
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_json", "temp_sibling", "remove_stale_siblings", "read_utf8",
+           "read_jsonl_objects"]

@@ -148,9 +148,10 @@ def _alembic(fn, *args) -> None:
         raise CuratorError(f"migration failed: {str(exc).strip().splitlines()[0]}") from None
 
 
-def upgrade(url: str, revision: str = "head") -> str:
-    """Migrate the store at URL to REVISION; returns the revision it is at afterwards."""
-    from alembic import command
+def _migrate(url: str, direction: str, revision: str) -> str:
+    """Run Alembic's DIRECTION ("upgrade" or "downgrade") on the store at URL to REVISION; returns
+    the revision it is at afterwards."""
+    from alembic import command  # Alembic loads only for a migration, not for every command using a store
 
     engine = make_engine(url)
     _refuse_newer(engine, current_revision(engine))  # fails clearly when unreachable
@@ -158,8 +159,13 @@ def upgrade(url: str, revision: str = "head") -> str:
     cfg = _alembic_config(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        _alembic(command.upgrade, cfg, revision)
+        _alembic(getattr(command, direction), cfg, revision)
     return current_revision(engine) or ""
+
+
+def upgrade(url: str, revision: str = "head") -> str:
+    """Migrate the store at URL to REVISION; returns the revision it is at afterwards."""
+    return _migrate(url, "upgrade", revision)
 
 
 def _check_target(revision: str) -> None:
@@ -170,16 +176,8 @@ def _check_target(revision: str) -> None:
 
 
 def downgrade(url: str, revision: str) -> str:
-    from alembic import command
-
-    engine = make_engine(url)
-    _refuse_newer(engine, current_revision(engine))
-    _check_target(revision)
-    cfg = _alembic_config(url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        _alembic(command.downgrade, cfg, revision)
-    return current_revision(engine) or ""
+    """Migrate the store at URL back to REVISION; returns the revision it is at afterwards."""
+    return _migrate(url, "downgrade", revision)
 
 
 def check_migrated(engine: Engine) -> None:

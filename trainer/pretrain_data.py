@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -29,6 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from db.errors import CuratorError
+from curator.fsutil import read_jsonl_objects
 from curator.paper import SAMPLE_RATE
 
 ROW_FILES = ("metadata.jsonl", "metadata.csv")
@@ -68,26 +68,9 @@ def read_caption_lines(path: str | Path | None) -> set[str]:
 def world_captions(n: int, *, seed: int, min_events: int, max_events: int, exclude: Iterable[str] = (),
                    salt: int = 17) -> list[str]:
     """N distinct world captions with min_events..max_events events, none in EXCLUDE."""
-    from curator.world.grammar import random_scene
+    from curator.world.grammar import distinct_captions
 
-    banned = {c.strip().lower() for c in exclude}
-    rng = np.random.default_rng([seed, salt])
-    out: list[str] = []
-    seen: set[str] = set()
-    tries = 0
-    while len(out) < n:
-        tries += 1
-        if tries > 200 * n + 1000:
-            raise CuratorError(f"the world grammar gave only {len(out)} distinct captions with {min_events}–{max_events} "
-                               f"events (asked for {n})")
-        k = int(rng.integers(min_events, max_events + 1))
-        text = random_scene(rng, k).text()
-        key = text.lower()
-        if key in seen or key in banned:
-            continue
-        seen.add(key)
-        out.append(text)
-    return out
+    return distinct_captions(n, np.random.default_rng([seed, salt]), events=(min_events, max_events), exclude=exclude)
 
 
 def world_examples(cfg) -> Examples:
@@ -156,18 +139,7 @@ def _read_rows(path: Path) -> tuple[Path, list[dict]]:
             continue
         text = file.read_text(encoding="utf-8", errors="replace")
         if name.endswith(".jsonl"):
-            rows = []
-            for i, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CuratorError(f"{file} line {i} is not JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise CuratorError(f"{file} line {i}: expected an object, got {type(row).__name__}")
-                rows.append(row)
-            return file, rows
+            return file, [row for _, row in read_jsonl_objects(str(file), text, skip_blank=True)]
         try:
             return file, list(csv.DictReader(text.splitlines()))
         except csv.Error as exc:

@@ -26,10 +26,10 @@ from PIL import Image
 
 from annotate_ui.logic.media import _seed
 from curator.audio import atomic_write_bytes, decode_audio
+from curator.paper import N_MELS, SAMPLE_RATE
 
-WIDTH, HEIGHT = 640, 128  # pixels: a player's width, and enough rows for 64 mel bands
-N_MELS = 64
-FMAX = 8000.0  # Hz: the Nyquist frequency of 16 kHz clips (arXiv 2404.09956 §3.1)
+WIDTH, HEIGHT = 640, 128  # pixels: a player's width, and enough rows for N_MELS (64) mel bands
+FMAX = SAMPLE_RATE / 2  # Hz: the Nyquist frequency of the clips (arXiv 2404.09956 §3.1)
 TOP_DB = 80.0
 CACHE_SUFFIX = ".spec-v1.png"
 MAX_JUNK = 512  # bytes of random padding at most

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -278,20 +279,34 @@ def random_scene(rng: np.random.Generator, n_events: int | None = None) -> Scene
             return scene
 
 
-def random_captions(n: int, seed: int = 0) -> list[str]:
-    """N distinct captions, deterministic for a seed."""
+def distinct_captions(n: int, rng: np.random.Generator, *, events: tuple[int, int] | None = None,
+                      exclude: Iterable[str] = ()) -> list[str]:
+    """N distinct captions drawn with RNG (compared ignoring case), none of them in EXCLUDE.
+
+    With EVENTS (low, high) each caption has low..high events, drawn uniformly; without, the
+    grammar's own mix. After 200·N + 1000 draws it gives up with one line saying how many it found.
+    """
     if n < 0:
         raise CaptionError(f"cannot write {n} captions")
-    rng = np.random.default_rng(seed)
+    banned = {c.strip().lower() for c in exclude}
     out: list[str] = []
     seen: set[str] = set()
     tries = 0
     while len(out) < n:
         tries += 1
-        if tries > 50 * n + 1000:
-            raise CaptionError(f"could not find {n} distinct captions (found {len(out)})")
-        text = random_scene(rng).text()
-        if text not in seen:
-            seen.add(text)
-            out.append(text)
+        if tries > 200 * n + 1000:
+            span = "" if events is None else f" with {events[0]}–{events[1]} events"
+            raise CaptionError(f"the world grammar gave only {len(out)} distinct captions{span} (asked for {n})")
+        k = None if events is None else int(rng.integers(events[0], events[1] + 1))
+        text = random_scene(rng, k).text()
+        key = text.lower()
+        if key in seen or key in banned:
+            continue
+        seen.add(key)
+        out.append(text)
     return out
+
+
+def random_captions(n: int, seed: int = 0) -> list[str]:
+    """N distinct captions, deterministic for a seed."""
+    return distinct_captions(n, np.random.default_rng(seed))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from curator.paper import HOP_LENGTH, N_MELS, SAMPLE_RATE
 from db.errors import CuratorError
 
 MAIN_CONFIG = "main_config.json"
@@ -70,8 +71,8 @@ HIFIGAN_16K_64: dict[str, Any] = {
     "upsample_initial_channel": 1024,
     "resblock_kernel_sizes": [3, 7, 11],
     "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
-    "num_mels": 64,
-    "sampling_rate": 16000,
+    "num_mels": N_MELS,
+    "sampling_rate": SAMPLE_RATE,
 }
 
 
@@ -131,12 +132,12 @@ class StftConfig:
     """stft_config.json: AudioLDM's TacotronSTFT arguments (16 kHz, hop 160, 64 mels)."""
 
     filter_length: int = 1024
-    hop_length: int = 160
+    hop_length: int = HOP_LENGTH
     win_length: int = 1024
-    n_mel_channels: int = 64
-    sampling_rate: int = 16000
+    n_mel_channels: int = N_MELS
+    sampling_rate: int = SAMPLE_RATE
     mel_fmin: float = 0.0
-    mel_fmax: float = 8000.0
+    mel_fmax: float = SAMPLE_RATE / 2
 
     def validate(self, where: str) -> None:
         for name in ("filter_length", "hop_length", "win_length", "n_mel_channels", "sampling_rate"):

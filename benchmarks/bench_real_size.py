@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: a benchmark script is one self-contained run (both sides measured, then the report).
 """Tango at its true size (866 M-parameter UNet, FLAN-T5-Large-shaped encoder, AudioLDM VAE and
 HiFi-GAN; random weights, curator/models/real_size.py): one Diffusion-DPO training step and one
 Strategy 1.1 generation batch, this trainer vs the official-style step, and what each scale

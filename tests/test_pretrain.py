@@ -131,7 +131,7 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, pretrained):
     out = tmp_path / "run"
     data = tmp_path / "data"
     args = ["pretrain", "--size", "smoke", "--out", str(out), "--quiet", "--set", "n_captions=4"]
-    expect = {"clip-length": "not a multiple of 8", "empty-folder": "empty", "unparsable-rows": "not json",
+    expect = {"clip-length": "not a multiple of 8", "empty-folder": "empty", "unparsable-rows": "not valid json",
               "export-without-audio": "audio is missing", "missing-file": "does not exist",
               "unknown-key": "unknown key", "other-config": "another config"}[case]
     if case == "clip-length":

@@ -15,11 +15,17 @@ from typing import List, Optional
 
 import typer
 
+from annotate_ui.logic.listening.design import create_listening_session
+from curator.audio import audio_store_for
 from curator.cli.common import AudioRootOpt, OneLineErrors, choices, user_errors, version_option
-from db.errors import CuratorError
 from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
+from db.errors import CuratorError
 from db.session import session_scope
-from trainer.config import AUDIT_POLICIES
+from trainer.config import AUDIT_POLICIES, config_from_dict, config_help, load_config, parse_set, read_config_file
+from trainer.data import load_pairs, load_store_pairs
+from trainer.evaluate import EvalSettings, evaluate, read_prompts
+from trainer.pretrain_config import large_config, load_pretrain_config, smoke_config
+from trainer.runs import StoreRecorder
 
 app = typer.Typer(name="trainer", cls=OneLineErrors,
                   help="Diffusion-DPO fine-tuning of Tango on approved pairs (arXiv 2404.09956 §4.2, §5.1).",
@@ -37,8 +43,6 @@ DbOption = typer.Option(None, "--db", envvar="CURATOR_DB",
 
 
 def _run_epilog() -> str:
-    from trainer.config import config_help
-
     # one paragraph per key: the help formatter keeps paragraphs apart
     return "Config keys (--config FILE or --set key=value):\n\n" + config_help().replace("\n", "\n\n")
 
@@ -62,24 +66,20 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Fine-tune the UNet: one SFT epoch on winners, then Diffusion-DPO (arXiv 2404.09956 §5.1)."""
-    from trainer.config import load_config
 
     explicit = {"model": model, "data": data, "out": out, "preset": preset,
                 "audit_policy": audit_policy.value if audit_policy is not None else None}
     if preset and not data:
         explicit["data"] = "store"
     if resume == "latest":
-        from trainer.config import read_config_file
-        from trainer.run_folder import latest_checkpoint
+        from trainer.run_folder import latest_checkpoint  # loads torch: only when resuming
 
         where = out or (read_config_file(config).get("out") if config else None)
         if not where:
             raise CuratorError("--resume latest needs the run folder: give --out DIR (or a config with out)")
         resume = str(latest_checkpoint(where))
     if resume and not (config or model):  # resume with the saved config by default
-        from trainer.run_folder import read_checkpoint
-
-        from trainer.config import config_from_dict, parse_set
+        from trainer.run_folder import read_checkpoint  # loads torch: only when resuming
 
         values = read_checkpoint(resume)[0].to_dict()  # the saved config, then --set, then options
         values.update(parse_set(item) for item in set_)
@@ -91,8 +91,7 @@ def run_cmd(
 
 
 def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, progress: bool) -> None:
-    from trainer.runs import StoreRecorder
-    from trainer.train import run_training
+    from trainer.train import run_training  # loads torch and diffusers: only when training
 
     if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise CuratorError(f"--out {cfg.out} is a file, not a run folder; give a folder (new or of this run)")
@@ -100,23 +99,16 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
         if not db:
             raise CuratorError("--data store (or --preset) needs --db URL")
     if db:
-        from curator.audio import audio_store_for
-
         with session_scope(db) as session:
             def loader():
                 if cfg.data == "store":
-                    from trainer.data import load_store_pairs
-
                     return load_store_pairs(session, audio_store_for(db, audio_root), preset=cfg.preset,
                                             policy=cfg.audit_policy)
-                from trainer.data import load_pairs
 
                 return load_pairs(cfg.data)
 
             result = run_training(cfg, loader, resume=resume, recorder=StoreRecorder(session), progress=progress)
     else:
-        from trainer.data import load_pairs
-
         result = run_training(cfg, lambda: load_pairs(cfg.data), resume=resume, progress=progress)
     if int(os.environ.get("RANK", "0") or 0) != 0:  # one summary per launch, from the main process
         return
@@ -137,8 +129,7 @@ def pretrain_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train a Tango-shaped text-to-audio model from scratch: frozen T5, mel VAE, HiFi-GAN, v-prediction UNet (resumable: rerun to continue)."""
-    from trainer.pretrain import run_pretrain
-    from trainer.pretrain_config import large_config, load_pretrain_config, smoke_config
+    from trainer.pretrain import run_pretrain  # loads torch and diffusers: only when pretraining
 
     bases = {"default": {}, "large": large_config(), "smoke": smoke_config()}
     if size not in bases:
@@ -173,9 +164,7 @@ def compare_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Same prompts and seeds for every checkpoint: scores, temporal metrics, FAD, mean ± 95 % CI, paired differences, splits."""
-    from annotate_ui.logic.listening.design import create_listening_session
-    from trainer.compare import CompareSettings, compare, parse_checkpoint_spec
-    from trainer.evaluate import read_prompts
+    from trainer.compare import CompareSettings, compare, parse_checkpoint_spec  # loads torch and scipy: only here
 
     if seeds < 1:
         raise CuratorError(f"--seeds must be >= 1, got {seeds}")
@@ -185,8 +174,6 @@ def compare_cmd(
     texts = read_prompts(prompts) if prompts else None
     warn = lambda line: typer.echo(line, err=True)  # noqa: E731
     if db:
-        from curator.audio import audio_store_for
-
         with session_scope(db) as session:
             result = compare(specs, scorer, settings, prompts=texts, out_dir=out, session=session,
                              audio_store=audio_store_for(db, audio_root), split=split, listening=listening,
@@ -231,15 +218,12 @@ def eval_cmd(
     audio_root: AudioRootOpt = None,
 ) -> None:
     """Generate on held-out prompts, score with the curator's scorers, store a clip set."""
-    from trainer.evaluate import EvalSettings, evaluate, read_prompts
 
     settings = EvalSettings(steps=steps, guidance=guidance, duration_s=duration, seed=seed, batch_size=batch_size,
                             limit=limit)
     if not scorer:
         raise CuratorError("give at least one --scorer (e.g. world-judge-a or a CLAP checkpoint)")
     if db:
-        from curator.audio import audio_store_for
-
         with session_scope(db) as session:
             texts = read_prompts(prompts) if prompts else None
             report = evaluate(checkpoint, scorer, settings, prompts=texts, session=session,

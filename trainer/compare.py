@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: one command's stages (inputs, world features, statistics, the run, outputs), used only here, read top to bottom.
 """`trainer compare`: several checkpoints on the same held-out prompts and seeds, scored, with
 confidence intervals, paired differences and the paper's splits (arXiv 2404.09956 §5.2–5.3).
 

@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: one command's stages (building parts, losses, small loops, the run), used only here, read top to bottom.
 """`trainer pretrain`: a Tango-shaped text-to-audio latent diffusion model trained from nothing.
 
 The parts are Tango's (arXiv 2404.09956 §3.1), in the classes the one Tango loader builds

@@ -30,7 +30,7 @@ from db.errors import CuratorError
 from db.listening import ClipSet, ClipSetItem
 from db.training import TrainingRun
 
-METRICS_FILE = "metrics.jsonl"  # the name trainer/train.py writes in the run folder
+METRICS_FILE = "metrics.jsonl"  # the name trainer/run_folder.py writes in the run folder
 CURVES = (("loss", "loss"), ("rewards/accuracies", "implicit accuracy"), ("rewards/margins", "reward margin"))
 MAX_LINES = 200_000  # a metrics file longer than this is read up to here (one line per log_every steps)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from curator.captions import import_captions, select_captions
 from curator.cli.common import DB_DEFAULT, DbOpt, show_progress, user_errors
 from db.session import session_scope
 
@@ -22,7 +23,6 @@ def import_cmd(
     db: DbOpt = DB_DEFAULT,
 ) -> None:
     """Import captions, de-duplicated (whitespace-normalised text); a rerun adds nothing."""
-    from curator.captions import import_captions
 
     with session_scope(db) as session:
         result = import_captions(session, path, source=source, split=split)
@@ -42,7 +42,6 @@ def select_cmd(
     db: DbOpt = DB_DEFAULT,
 ) -> None:
     """Select T1: embed, KMeans, keep the N captions closest to each centre."""
-    from curator.captions import select_captions
 
     with session_scope(db) as session:
         run = select_captions(session, model=model, clusters=clusters, per_cluster=per_cluster, progress=show_progress(),

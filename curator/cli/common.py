@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 import functools
+import json
+import logging
 import os
 import sys
 from typing import Annotated, Callable, TypeVar
 
+import numpy as np
 import typer
 from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
+import curator
 from db.errors import CuratorError, shorten
 from db.session import DEFAULT_DB, safe_url
 
@@ -68,7 +73,6 @@ def user_errors(fn: F) -> F:
 
 def version_text(prog: str) -> str:
     """`PROG VERSION` (the package's version, the one curator.__version__ records in exports)."""
-    import curator
 
     return f"{prog} {curator.__version__}"
 
@@ -92,8 +96,6 @@ def set_quiet(on: bool) -> None:
     error level only); results and errors still print."""
     _QUIET["on"] = bool(on)
     if on:
-        import logging
-
         for name in ("transformers", "diffusers", "datasets", "huggingface_hub", "accelerate", "sentence_transformers"):
             logging.getLogger(name).setLevel(logging.ERROR)
         os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
@@ -110,11 +112,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document i
 
 def echo_json(data) -> None:
     """DATA as indented JSON on stdout (numpy numbers and arrays as plain JSON)."""
-    import json
 
     def plain(o):
-        import numpy as np
-
         if isinstance(o, np.ndarray):
             return o.tolist()
         if isinstance(o, np.generic):
@@ -129,7 +128,6 @@ def echo_json(data) -> None:
 def choices(name: str, values) -> type:
     """A str Enum of VALUES (typer shows its members in --help and refuses anything else); the
     command reads `.value`."""
-    import enum
 
     return enum.Enum(name, [(v, v) for v in values], type=str)
 

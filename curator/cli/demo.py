@@ -19,6 +19,11 @@ from typing import Callable
 
 from sqlalchemy import func, select
 
+from annotate_ui.logic.listening import clipsets, design
+from curator import filter as flt
+from curator.audio import atomic_write_bytes, audio_store_for
+from curator.captions import import_captions, select_captions
+from curator.pairs import build_pairs
 from db.annotation import AuditItem, User
 from db.errors import CuratorError
 from db.listening import ListeningItem, ListeningSession
@@ -27,9 +32,10 @@ from db.models import (
 )
 from db.session import open_store, safe_url, upgrade
 
-# The pipeline's runners and the rater app's logic are imported inside the functions that use
-# them: `curator` imports this module at start (for DEFAULT_CAPTIONS), and they load torch,
-# pandas and scipy, which no other command should pay for.
+# The pipeline's runners, the world's generator and judge, the tuning logic and the account logic
+# are imported inside the functions that use them: `curator` imports this module at start (for
+# DEFAULT_CAPTIONS), and they load torch, scipy, the OpenAI client and argon2 (the account logic
+# hashes a dummy password at import), which no other command should pay for.
 
 DEFAULT_CAPTIONS = 200
 PER_CLUSTER = 10
@@ -58,11 +64,7 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
              duration_s: float | None = None, echo: Callable[[str], None] = print,
              progress: bool = True) -> DemoResult:
     """Build (or finish) a demo store at DB_URL; returns its counts."""
-    from curator import filter as flt
-    from curator.audio import atomic_write_bytes, audio_store_for
-    from curator.captions import import_captions, select_captions
     from curator.generate.run import run_generation
-    from curator.pairs import build_pairs
     from curator.perturb.run import run_perturbations
     from curator.scoring.run import run_scoring
     from curator.world import JUDGE_NAMES, make_generator, make_judge, make_perturber, random_captions
@@ -71,7 +73,7 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
     if captions < 2:
         raise CuratorError(f"the demo needs at least 2 captions, got {captions}")
     duration = DEFAULT_DURATION_S if duration_s is None else duration_s
-    echo(f"1/10 migrating the store")
+    echo("1/10 migrating the store")
     upgrade(db_url)
     store = audio_store_for(db_url, audio_root)
     factory = open_store(db_url)
@@ -135,7 +137,6 @@ def fill_demo_queue(session, preset) -> int:
     """Queue the DEMO_AUDIT_PAIRS least certain pairs under PRESET for DEMO_OVERLAP raters each, once:
     a store whose queue already has pairs is left alone. Returns the pairs in the queue."""
     from annotate_ui.logic.tuning import TuningData, fill_queue
-    from curator import filter as flt
 
     have = int(session.scalar(select(func.count()).select_from(AuditItem)))
     if have:
@@ -151,7 +152,6 @@ def ensure_demo_listening(session):
     """The demo listening session: two clip sets of the world generator's Strategy 1.1 clips (one at
     each of DEMO_LISTEN_STEPS), DEMO_LISTEN_PROMPTS prompts both cover, gold items as by default.
     Created once; a rerun returns the existing session."""
-    from annotate_ui.logic.listening import clipsets, design
 
     existing = session.scalar(select(ListeningSession).where(ListeningSession.name == DEMO_SESSION))
     if existing is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, show_progress, user_errors
+from curator.cli.demo import DEFAULT_CAPTIONS, ensure_demo_accounts, next_steps, run_demo
 from curator.cli.filter_text import render_counts
-from curator.cli.demo import DEFAULT_CAPTIONS
 from curator.paper import CLIP_SECONDS
 from db.session import session_scope
 
@@ -20,15 +20,12 @@ def demo(db: DbOpt = DB_DEFAULT,
                                        "(random passwords, printed once) if the store has no users.")) -> None:
     """Build a demo store offline: world captions → T1/T2 → perturbations → all four strategies →
     both world judges → pairs → the default preset. Resumable: rerunning adds nothing."""
-    from curator.cli.demo import next_steps, run_demo
 
     result = run_demo(db, captions=captions, seed=seed, audio_root=audio_root, duration_s=duration,
                       echo=lambda s: typer.echo(s, err=True), progress=show_progress())
     typer.echo("store: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if not k.startswith("kept_")))
     typer.echo(render_counts(result.kept, result.pool))
     if accounts:
-        from curator.cli.demo import ensure_demo_accounts
-
         with session_scope(db) as session:
             created = ensure_demo_accounts(session)
         for name, password in created.items():

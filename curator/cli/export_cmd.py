@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from curator.audio import audio_store_for
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, choices, show_progress, user_errors
-from curator.export import AUDIO_LAYOUTS
+from curator.export import AUDIO_LAYOUTS, MANIFEST, export_audio_alpaca, push_export
+from curator.import_pairs import import_pairs as run_import
+from db.errors import CuratorError
 from db.session import session_scope
 
 AudioLayout = choices("AudioLayout", AUDIO_LAYOUTS)
@@ -36,14 +40,8 @@ def export(
     OUT/manifest.json (preset, store, counts, sha256 of every file, time, code version). Loads with
     datasets.load_dataset("parquet", data_files=...).
     """
-    import json
-
-    from curator.audio import audio_store_for
-    from curator.export import MANIFEST, export_audio_alpaca
 
     if push_to_hub is None and private:
-        from db.errors import CuratorError
-
         raise CuratorError("--private goes with --push-to-hub REPO")
 
     with session_scope(db) as session:
@@ -53,8 +51,6 @@ def export(
     counts = ", ".join(f"S{k}: {v}" for k, v in manifest["counts"].items() if k != "total")
     typer.echo(f"exported {manifest['n_pairs']} pairs ({counts}) with preset {preset!r} to {path}")
     if push_to_hub:
-        from curator.export import push_export
-
         url = push_export(path, push_to_hub, private=private)
         typer.echo(f"uploaded {path} to the hub dataset {push_to_hub}: {url}")
 
@@ -72,8 +68,6 @@ def import_pairs(
     audio_root: AudioRootOpt = None,
 ) -> None:
     """Import a preference set made elsewhere so raters can audit it (idempotent; all rows or none)."""
-    from curator.audio import audio_store_for
-    from curator.import_pairs import import_pairs as run_import
 
     with session_scope(db) as session:  # all rows or none: an error rolls the import back
         counts = run_import(session, audio_store_for(db, audio_root), path, name=name,

@@ -12,8 +12,10 @@ from typing import Optional
 
 import typer
 
+from curator.audio import audio_store_for
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, choices, show_progress, user_errors
 from curator.paper import CLIP_SECONDS
+from db.errors import CuratorError
 from db.models import STRATEGIES
 from db.session import open_store, session_scope
 
@@ -42,12 +44,10 @@ def register(app: typer.Typer) -> None:
         audio_root: AudioRootOpt = None,
     ) -> None:
         """Generate the clips of one strategy for every caption of its set (resumable, sharded with accelerate)."""
-        from accelerate import PartialState
+        from accelerate import PartialState  # loads torch: only when generating
 
-        from curator.audio import audio_store_for
-        from db.errors import CuratorError
-        from curator.generate.backends import resolve_generator
-        from curator.generate.run import check_strategy, run_generation
+        from curator.generate.backends import resolve_generator  # loads torch: only when generating
+        from curator.generate.run import check_strategy, run_generation  # loads torch: only when generating
 
         strategy = check_strategy(strategy.value)
         if not duration > 0:

@@ -7,8 +7,10 @@ from typing import Optional
 
 import typer
 
+from curator import filter as flt
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, show_progress, user_errors
 from curator.cli.filter_text import render_counts, render_histogram, threshold_marks
+from curator.pairs import build_pairs, describe
 from curator.paper import ALPHA, BETA_LOSER, DELTA1, DELTA2
 from db.session import session_scope
 
@@ -29,7 +31,6 @@ def pairs(db: DbOpt = DB_DEFAULT,
 
     Every pair gets winner/loser scores under every model. A rerun adds nothing twice and fills late scores.
     """
-    from curator.pairs import build_pairs, describe
 
     with session_scope(db) as session:
         counts = build_pairs(session, batch_size=batch_size, progress=show_progress())
@@ -43,7 +44,6 @@ def stats(db: DbOpt = DB_DEFAULT,
           width: int = typer.Option(40, min=10, max=200, help="Histogram bar width (characters)."),
           as_json: JsonOpt = False) -> None:
     """Pairs kept per strategy (like the paper's Table 2) and the α/Δ distributions, kept vs dropped."""
-    from curator import filter as flt
 
     with session_scope(db) as session:
         p = flt.get_preset(session, preset)
@@ -71,7 +71,6 @@ def stats(db: DbOpt = DB_DEFAULT,
 @user_errors
 def presets_list(db: DbOpt = DB_DEFAULT, as_json: JsonOpt = False) -> None:
     """Every preset with its thresholds."""
-    from curator import filter as flt
 
     with session_scope(db) as session:
         rows = flt.list_presets(session)
@@ -90,7 +89,6 @@ def presets_list(db: DbOpt = DB_DEFAULT, as_json: JsonOpt = False) -> None:
 @user_errors
 def presets_show(name: str = typer.Argument("paper", help="Preset name."), db: DbOpt = DB_DEFAULT) -> None:
     """One preset as JSON."""
-    from curator import filter as flt
 
     with session_scope(db) as session:
         data = flt.preset_dict(flt.get_preset(session, name))
@@ -114,7 +112,6 @@ def presets_save(
     db: DbOpt = DB_DEFAULT,
 ) -> None:
     """Save thresholds under NAME; options not given keep the values of --from (default: paper)."""
-    from curator import filter as flt
 
     changes: dict[str, float] = {k: v for k, v in
                                  {"alpha1": alpha1, "alpha2": alpha2, "beta1": beta1, "beta2": beta2}.items()
@@ -134,7 +131,6 @@ def presets_save(
 @user_errors
 def presets_delete(name: str = typer.Argument(..., help="Preset name."), db: DbOpt = DB_DEFAULT) -> None:
     """Delete a preset ("paper" stays)."""
-    from curator import filter as flt
 
     with session_scope(db) as session:
         flt.delete_preset(session, name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, choices, show_progress, user_errors
+from curator.perturb.parse import PERTURB_STRATEGIES, check_strategy
 from db.errors import CuratorError
-from curator.perturb.parse import PERTURB_STRATEGIES
 from db.session import open_store, session_scope
 
 PerturbStrategy = choices("PerturbStrategy", PERTURB_STRATEGIES)
@@ -25,13 +25,12 @@ def perturb(
     db: DbOpt = DB_DEFAULT,
 ) -> None:
     """Ask the LLM for five perturbed captions per caption; stores every raw answer, never asks twice; resumable."""
-    from curator.perturb.parse import check_strategy
-    from curator.perturb.run import run_perturbations
+    from curator.perturb.run import run_perturbations  # loads the OpenAI client (~1 s): only here
 
     strategy = check_strategy(strategy.value)
     open_store(db)  # refuses an un-migrated store before anything slow starts
     if backend == "openai":
-        from curator.perturb.llm import LLMConfig, OpenAIPerturber
+        from curator.perturb.llm import LLMConfig, OpenAIPerturber  # loads the OpenAI client (~1 s): only here
 
         if not model:
             raise CuratorError("--model is required with --backend openai (the model name the endpoint serves)")
@@ -39,7 +38,7 @@ def perturb(
         for note in perturber.notes:
             typer.echo(f"note: {note}", err=True)
     elif backend == "world":
-        from curator.world import make_perturber
+        from curator.world import make_perturber  # loads scipy: only for --backend world
         perturber = make_perturber()
         if model and model != perturber.model:
             typer.echo(f"note: --model {model} is not used by --backend world; requests are recorded as "

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from curator.audio import audio_store_for
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, show_progress, user_errors
 from db.session import open_store, session_scope
 
@@ -29,9 +30,8 @@ def score(
     db: DbOpt = DB_DEFAULT,
     audio_root: AudioRootOpt = None,
 ) -> None:
-    from curator.audio import audio_store_for
-    from curator.scoring.run import run_scoring
-    from curator.scoring.specs import make_scorer
+    from curator.scoring.run import run_scoring  # loads torch: only when scoring
+    from curator.scoring.specs import make_scorer  # loads torch: only when scoring
 
     open_store(db)  # refuses an un-migrated store before anything slow starts
     names, scorers = [], []

@@ -94,7 +94,6 @@ def register(app: typer.Typer) -> None:
                 db: DbOpt = DB_DEFAULT) -> None:
         """Leave this rater's votes and ratings out of statistics, exports and training; refuse new ones."""
         from annotate_ui.logic.quality import exclude_rater
-        from db.session import session_scope
 
         with session_scope(db) as s:
             exclude_rater(s, name, by=by)
@@ -105,7 +104,6 @@ def register(app: typer.Typer) -> None:
     def include(name: str = typer.Argument(..., help="Login name."), db: DbOpt = DB_DEFAULT) -> None:
         """Count an excluded rater's votes and ratings again."""
         from annotate_ui.logic.quality import include_rater
-        from db.session import session_scope
 
         with session_scope(db) as s:
             include_rater(s, name)

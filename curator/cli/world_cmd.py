@@ -8,6 +8,7 @@ import typer
 
 from curator.audio import atomic_write_bytes
 from curator.cli.common import user_errors
+from db.errors import CuratorError
 
 world_app = typer.Typer(help="The miniature world: procedural sound events for offline demos and tests.",
                         no_args_is_help=True)
@@ -21,8 +22,7 @@ def captions(
     out: Path | None = typer.Option(None, "--out", help="File to write (one caption a line); default stdout."),
 ) -> None:
     """Write N captions of the world grammar, one per line (input for `curator captions import`)."""
-    from db.errors import CuratorError
-    from curator.world.grammar import random_captions
+    from curator.world.grammar import random_captions  # loads scipy: only here
 
     if n < 1:
         raise CuratorError(f"N must be at least 1, got {n}")

@@ -94,7 +94,7 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
     elif local.exists():
         raise CuratorError(f"Tango checkpoint {spec} is a file; expected a folder with {', '.join(LAYOUT_FILES)}")
     elif _HUB_ID.match(spec) and not spec.startswith((".", "/")):
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # only for a Hub id, not a local folder
 
         try:
             folder = Path(snapshot_download(repo_id=spec, allow_patterns=[*LAYOUT_FILES, *EXTRA_FILES]))
@@ -111,7 +111,7 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
 
 
 def _load_text_encoder(folder: Path, name: str):
-    from transformers import AutoConfig, AutoTokenizer, T5Config, T5EncoderModel
+    from transformers import AutoConfig, AutoTokenizer, T5Config, T5EncoderModel  # seconds to import
 
     local = folder / TEXT_ENCODER_DIR
     source = str(local) if (local / "config.json").is_file() else name
@@ -124,7 +124,7 @@ def _load_text_encoder(folder: Path, name: str):
                            f"(not in the folder, not cached, and: {first})") from None
     if not isinstance(config, T5Config):
         raise CuratorError(f"text encoder {source!r} is a {type(config).__name__}, not a T5 config")
-    from accelerate import init_empty_weights
+    from accelerate import init_empty_weights  # ~0.3 s to import: only when loading
 
     with init_empty_weights():
         encoder = T5EncoderModel(config)
@@ -151,7 +151,7 @@ def _load_into(module, state: dict[str, torch.Tensor], what: str, where: str) ->
 
 def load_tango(path_or_hub_id: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Tango:
     """Load a Tango checkpoint (declare-lab layout) from a folder or hub id."""
-    from accelerate import init_empty_weights
+    from accelerate import init_empty_weights  # ~0.3 s to import: only when loading
 
     folder = resolve_checkpoint(path_or_hub_id)
     source = str(path_or_hub_id)
@@ -258,7 +258,7 @@ def _unet_config(folder: Path, config_path: str | None) -> dict[str, Any]:
 
 
 def _load_scheduler(folder: Path, scheduler_name: str):
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # seconds to import
 
     local = folder / SCHEDULER_DIR / "scheduler_config.json"
     if local.is_file():

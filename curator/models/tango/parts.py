@@ -1,6 +1,9 @@
 """Empty Tango parts built from their configs (diffusers UNet and AutoencoderKL, transformers
 SpeechT5HifiGan, the DDPM scheduler), the configs written back from built parts, and the STFT
-buffers AudioLDM's TacotronSTFT holds."""
+buffers AudioLDM's TacotronSTFT holds.
+
+diffusers and transformers are imported inside the builders: they take seconds to import, and
+reading or checking a config should not pay for them."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from db.errors import CuratorError
 from curator.models.tango.config import SD21_SCHEDULER_CONFIG, StftConfig, VaeConfig
 
 def unet_from_config(config: dict[str, Any]):
-    from diffusers import UNet2DConditionModel
+    from diffusers import UNet2DConditionModel  # seconds to import
 
     cfg = {k: v for k, v in config.items() if not k.startswith("_")}
     try:
@@ -23,7 +26,7 @@ def unet_from_config(config: dict[str, Any]):
 
 
 def vae_from_config(vc: VaeConfig, where: str):
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # seconds to import
 
     dd = vc.dd(where)
     n = len(dd.ch_mult)
@@ -71,7 +74,7 @@ def vae_config_of(vae) -> dict[str, Any]:
 
 
 def vocoder_from_config(cfg: dict[str, Any]):
-    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig  # seconds to import
 
     return SpeechT5HifiGan(
         SpeechT5HifiGanConfig(
@@ -103,8 +106,8 @@ def vocoder_config_of(vocoder) -> dict[str, Any]:
 
 def stft_buffers(stft: StftConfig) -> dict[str, torch.Tensor]:
     """TacotronSTFT's buffers (what pytorch_model_stft.bin holds) computed from its config."""
-    import librosa
-    from scipy.signal import get_window
+    import librosa  # librosa and scipy: only for the STFT buffers
+    from scipy.signal import get_window  # librosa and scipy: only for the STFT buffers
 
     n_fft, cutoff = stft.filter_length, stft.filter_length // 2 + 1
     fourier = np.fft.fft(np.eye(n_fft))
@@ -122,6 +125,6 @@ def stft_buffers(stft: StftConfig) -> dict[str, torch.Tensor]:
 
 
 def default_scheduler():
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # seconds to import
 
     return DDPMScheduler(**SD21_SCHEDULER_CONFIG)  # arXiv 2404.09956 §3.1

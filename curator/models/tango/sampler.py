@@ -8,10 +8,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from db.errors import CuratorError
 from curator.models.tango.model import Tango, encode_ids, encode_text, latent_to_waveform
 from curator.paper import GUIDANCE_SCALE
+from db.errors import CuratorError
 
 def latent_frames(tango: Tango, duration_s: float) -> int:
     """Latent time length for a clip of duration_s: mel frames / VAE factor, rounded up to what
@@ -47,8 +48,7 @@ def generate(
     """The official Tango sampler, batched: one float32 16 kHz waveform per prompt. Each clip's
     starting noise and its DDPM step noise come from its own seeded generator, so a clip does not
     depend on what else is in the batch."""
-    from diffusers import DDPMScheduler
-    from tqdm.auto import tqdm
+    from diffusers import DDPMScheduler  # seconds to import
 
     if len(prompts) != len(seeds):
         raise CuratorError(f"{len(prompts)} prompts but {len(seeds)} seeds")

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import gradio as gr
 
 from annotate_ui import charts
+from annotate_ui import rater_steps as steps
 from annotate_ui import listening as L
 from annotate_ui.stats import MeanCI
 from curator.errors import CuratorError
@@ -163,77 +164,45 @@ class ListeningHandlers:
             rows = L.list_sessions(s, open_only=True)
         return gr.Dropdown(choices=[(r["name"], r["id"]) for r in rows], value=None)
 
-    def _view(self, s, session_id: int, user, message: str = ""):
-        q = L.next_item(s, session_id, user.id, self.ctx.audio_store)
-        if q is None:
-            p = L.progress(s, session_id, user.id)
-            return ({"session_id": session_id, "item_id": None},
-                    f"Rated **{p.rated}** · skipped {p.skipped} · remaining **{p.remaining}**",
-                    prompt_html(None), "", message, None, None)
-        audio, problem = "", q.audio_error
-        if problem is None:
-            # an opaque per-item token, never Gradio's file cache (which names a file by its sha256, so
-            # a gold item would share its URL with the real item whose clip it reuses)
-            ref = (session_id, q.item_id)
-            audio = audio_player(self.ctx.media_url(user, "listen", ref),
-                                 self.ctx.media_url(user, "listen", ref, "spectrogram"))
-        msg = " ".join(x for x in (message, problem and f"⚠ {problem}") if x)
-        return ({"session_id": session_id, "item_id": q.item_id},
-                f"Clip **{q.done + 1}** of {q.total} · remaining **{q.total - q.done}**",
-                prompt_html(q.prompt), audio, msg, None, None)
-
     @staticmethod
-    def _session_id(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CuratorError("choose a listening session first")
-        return value
+    def _outputs(v: steps.ListenView):
+        """The rater outputs (state, progress, prompt, audio, message, ovl, rel) of a view."""
+        state = {"session_id": v.session_id, "item_id": v.item_id}
+        if v.item_id is None:
+            return (state, f"Rated **{v.rated}** · skipped {v.skipped} · remaining **{v.total - v.done}**",
+                    prompt_html(None), "", v.message, None, None)
+        audio = audio_player(v.clip.audio, v.clip.spectrogram) if v.clip.audio else ""
+        return (state, f"Clip **{v.done + 1}** of {v.total} · remaining **{v.total - v.done}**",
+                prompt_html(v.prompt), audio, v.message, None, None)
 
     def open_session(self, session_id: Any, request: gr.Request):
         user = self.ctx.user(request)
         with self.ctx.errors():
-            sid = self._session_id(session_id)
-            with self.ctx.session() as s:
-                return self._view(s, sid, user)
+            return self._outputs(steps.listen_next(self.ctx, user, session_id))
 
     def _current(self, state: Any) -> tuple[int, int]:
         if not isinstance(state, dict) or state.get("item_id") is None:
             raise CuratorError("no clip is open: choose a listening session")
-        return self._session_id(state.get("session_id")), state["item_id"]
+        return steps.session_id_of(state.get("session_id")), state["item_id"]
 
     def submit(self, state: Any, ovl: Any, rel: Any, request: gr.Request):
         user = self.ctx.user(request)
         with self.ctx.errors():
             sid, item = self._current(state)
             ovl, rel = parse_score(ovl, "OVL"), parse_score(rel, "REL")
-            with self.ctx.session() as s:
-                res = L.submit_rating(s, sid, user.id, item, ovl, rel)
-            with self.ctx.session() as s:
-                note = "That rating was already recorded." if res.replayed else f"Recorded OVL {res.ovl}, REL {res.rel}."
-                return self._view(s, sid, user, note)
+            return self._outputs(steps.listen_rate(self.ctx, user, sid, item, ovl, rel))
 
     def skip(self, state: Any, request: gr.Request):
         user = self.ctx.user(request)
         with self.ctx.errors():
             sid, item = self._current(state)
-            with self.ctx.session() as s:
-                try:
-                    L.item_audio_path(s, self.ctx.audio_store, sid, user.id, item)
-                    reason = "skipped"
-                except CuratorError:
-                    reason = "audio missing or unreadable"
-                L.skip_item(s, sid, user.id, item, reason=reason)
-            with self.ctx.session() as s:
-                return self._view(s, sid, user, "Skipped.")
+            return self._outputs(steps.listen_skip(self.ctx, user, sid, item))
 
     def undo(self, state: Any, request: gr.Request):
         user = self.ctx.user(request)
         with self.ctx.errors():
-            sid = self._session_id(state.get("session_id") if isinstance(state, dict) else None)
-            with self.ctx.session() as s:
-                item = L.undo_last(s, sid, user.id)
-            with self.ctx.session() as s:
-                return self._view(s, sid, user, "Nothing to undo." if item is None
-                                  else "Your last answer was taken back; rate this clip again.")
+            sid = steps.session_id_of(state.get("session_id") if isinstance(state, dict) else None)
+            return self._outputs(steps.listen_undo(self.ctx, user, sid))
 
     # -- admins ---------------------------------------------------------------------------------
 
@@ -273,12 +242,13 @@ class ListeningHandlers:
                 n_gold_items = sum(it.is_gold for it in ls.items)
                 msg = (f"Session **{html.escape(ls.name)}**: {len(ls.items) - n_gold_items} clips "
                        f"({len(ls.systems)} systems) + {n_gold_items} gold items.")
+            self.ctx.queue_changed()
         return (msg, *self.admin_overview(request)[3:])
 
     def set_open(self, session_id: Any, is_open: bool, request: gr.Request):
         self.ctx.admin(request)
         with self.ctx.errors():
-            sid = self._session_id(session_id)
+            sid = steps.session_id_of(session_id)
             with self.ctx.session() as s:
                 ls = L.set_session_open(s, sid, is_open)
                 return f"Session **{html.escape(ls.name)}** is now {'open' if ls.is_open else 'closed'}."
@@ -292,7 +262,7 @@ class ListeningHandlers:
     def results(self, session_id: Any, request: gr.Request):
         self.ctx.admin(request)
         with self.ctx.errors():
-            sid = self._session_id(session_id)
+            sid = steps.session_id_of(session_id)
             with self.ctx.session() as s:
                 res = L.session_results(s, sid)
         summary = [
@@ -326,7 +296,7 @@ class ListeningHandlers:
     def export(self, session_id: Any, request: gr.Request):
         self.ctx.admin(request)
         with self.ctx.errors():
-            sid = self._session_id(session_id)
+            sid = steps.session_id_of(session_id)
             out = tempfile.mkdtemp(prefix=f"listening-{sid}-")
             with self.ctx.session() as s:
                 paths = L.export_results(s, sid, out)

@@ -37,6 +37,7 @@ import html
 import logging
 import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class UIContext:
     _tuning: dict = field(default_factory=dict, repr=False)  # (model1, model2) → TuningData (store data, not user state)
     _tuning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _leases_checked: float = field(default=float("-inf"), repr=False)
 
     def __post_init__(self) -> None:
         if self.sessions is None:
@@ -161,6 +163,17 @@ class UIContext:
         log.info("login %s for user %r", "succeeded" if user else "refused",
                  username[:100] if isinstance(username, str) else "?")
         return user
+
+    def lease_due(self) -> float | None:
+        """`lease_s` when open assignments should be checked for expired leases now, else None. The
+        check is a query on every next pair; a lease lasts minutes, so this process checks every
+        tenth of a lease (at most every 10 s), and an abandoned pair is back a little later at worst."""
+        now = time.monotonic()
+        with self._tuning_lock:
+            if now - self._leases_checked < min(10.0, self.lease_s / 10):
+                return None
+            self._leases_checked = now
+        return self.lease_s
 
     def queue_changed(self) -> None:
         """New clips may be shown to raters: draw their spectrograms ahead (when a predrawer runs)."""

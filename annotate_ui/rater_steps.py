@@ -6,7 +6,7 @@ the JSON routes (annotate_ui/rater_api.py) send them as they are. Each step is t
 input) plus what the rater sees next: the caption or prompt and opaque media URLs of the clips
 (never a clip id, a path or a system name).
 
-CTX is the app's UIContext (annotate_ui/app.py): `session()`, `writing()`, `lease_s`,
+CTX is the app's UIContext (annotate_ui/app.py): `session()`, `writing()`, `lease_due()`,
 `audio_store`, `media_url(user, kind, ref, what)`.
 """
 
@@ -87,7 +87,7 @@ def audit_next(ctx, user: AuthUser) -> AuditView:
     """USER's open pair, else a new one from the queue."""
     with ctx.session() as s:
         with ctx.writing():
-            task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
+            task = audit.next_assignment(s, user, lease_s=ctx.lease_due())
             s.commit()
         return _audit_view(ctx, s, user, task)
 
@@ -98,7 +98,7 @@ def audit_vote(ctx, user: AuthUser, assignment_id: Any, verdict: str, note: str 
         with ctx.writing():
             audit.vote(s, user, assignment_id, verdict, note)
             s.commit()  # the vote is stored whatever happens to the next pair
-            task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
+            task = audit.next_assignment(s, user, lease_s=ctx.lease_due())
             s.commit()
         return _audit_view(ctx, s, user, task, f"Recorded: {audit.VERDICT_LABELS[verdict]}.")
 
@@ -108,7 +108,7 @@ def audit_skip(ctx, user: AuthUser, assignment_id: Any) -> AuditView:
         with ctx.writing():
             audit.skip(s, user, assignment_id)
             s.commit()
-            task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
+            task = audit.next_assignment(s, user, lease_s=ctx.lease_due())
             s.commit()
         return _audit_view(ctx, s, user, task, "Skipped.")
 
@@ -119,7 +119,7 @@ def audit_undo(ctx, user: AuthUser) -> AuditView:
             task = audit.undo_last(s, user)
             message = "Your last vote was taken back; judge this pair again."
             if task is None:
-                task, message = audit.next_assignment(s, user, lease_s=ctx.lease_s), "No vote to undo."
+                task, message = audit.next_assignment(s, user, lease_s=ctx.lease_due()), "No vote to undo."
             s.commit()
         return _audit_view(ctx, s, user, task, message)
 

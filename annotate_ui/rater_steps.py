@@ -154,35 +154,40 @@ def _listen_view(ctx, s, session_id: int, user: AuthUser, message: str = "") -> 
 def listen_next(ctx, user: AuthUser, session_id: Any, message: str = "") -> ListenView:
     """USER's next clip of the listening session (their own order), or the end of it."""
     sid = session_id_of(session_id)
-    with ctx.session() as s:
-        return _listen_view(ctx, s, sid, user, message)
+    with ctx.session() as s, ctx.writing():  # the first call writes the rater's order
+        view = _listen_view(ctx, s, sid, user, message)
+        s.commit()
+    return view
 
 
 def listen_rate(ctx, user: AuthUser, session_id: Any, item_id: Any, ovl: Any, rel: Any) -> ListenView:
     """Store OVL and REL of an item of USER's queue (a replay of the same rating changes nothing), then the next clip."""
     sid = session_id_of(session_id)
-    with ctx.session() as s:
+    with ctx.session() as s, ctx.writing():
         res = L.submit_rating(s, sid, user.id, item_id, ovl, rel)
+        s.commit()
     note = "That rating was already recorded." if res.replayed else f"Recorded OVL {res.ovl}, REL {res.rel}."
     return listen_next(ctx, user, sid, note)
 
 
 def listen_skip(ctx, user: AuthUser, session_id: Any, item_id: Any) -> ListenView:
     sid = session_id_of(session_id)
-    with ctx.session() as s:
+    with ctx.session() as s, ctx.writing():
         try:
             L.item_audio_path(s, ctx.audio_store, sid, user.id, item_id)
             reason = "skipped"
         except CuratorError:
             reason = "audio missing or unreadable"
         L.skip_item(s, sid, user.id, item_id, reason=reason)
+        s.commit()
     return listen_next(ctx, user, sid, "Skipped.")
 
 
 def listen_undo(ctx, user: AuthUser, session_id: Any) -> ListenView:
     sid = session_id_of(session_id)
-    with ctx.session() as s:
+    with ctx.session() as s, ctx.writing():
         item = L.undo_last(s, sid, user.id)
+        s.commit()
     return listen_next(ctx, user, sid, "Nothing to undo." if item is None
                        else "Your last answer was taken back; rate this clip again.")
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 
 import typer
+from sqlalchemy import func, select
 
 from curator.cli.common import AudioRootOpt, DB_DEFAULT, DbOpt, user_errors, version_option
+from db.annotation import User
+from db.errors import CuratorError
+from db.session import safe_url
 
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -32,12 +36,8 @@ def serve(
     version: bool = version_option("annotate-ui"),
 ) -> None:
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
-    from sqlalchemy import func, select
-
-    from annotate_ui.server import ServeSettings, check_workers, serve
-    from curator.errors import CuratorError
-    from db.annotation import User
-    from db.session import safe_url
+    # imported when the app starts, so `annotate-ui --help` answers without loading Gradio (seconds)
+    from annotate_ui.web.server import ServeSettings, check_workers, serve
 
     check_workers(db, workers)
     settings = ServeSettings(db=db, audio_root=str(audio_root) if audio_root else None, host=host, port=port,

@@ -8,7 +8,7 @@
    runs (a rater waits about that long before each vote); the headline is the closed loop
    (think 0: every rater votes again at once). Also checks the load-test invariants (no vote
    lost or duplicated, no pair over its overlap, never twice to one rater).
-2. Threshold view refresh (`annotate_ui.tuning.view` + the frames the plots get) at 100k and 1M
+2. Threshold view refresh (`annotate_ui.logic.tuning.view` + the frames the plots get) at 100k and 1M
    pairs of random scores.
 3. --login-flood N: one rater's next-pair latency alone, then while N anonymous clients flood
    /login with wrong passwords (argon2 checks run on worker threads; the lockout then refuses
@@ -194,7 +194,7 @@ def bench_http(db_url: str | None, raters: int, seconds: float, overlap: int = 3
 
 def _listening_world(s, store, n_prompts: int, tag: str) -> int:
     """A listening session of N_PROMPTS prompts × 2 systems (tiny tones), no gold items; its id."""
-    from annotate_ui import listening as L
+    from annotate_ui.logic.listening import clipsets, design
     from curator.audio import SAMPLE_RATE
     from db.models import AudioClip, Caption, text_hash
 
@@ -210,8 +210,8 @@ def _listening_world(s, store, n_prompts: int, tag: str) -> int:
                             generator=f"{tag}{gen}", checkpoint_id="c", prompt=cap.text, caption_id=cap.id,
                             strategy="eval", slot=0))
     s.flush()
-    sets = [L.clip_set_from_generator(s, f"{tag}-set-{g}", generator=f"{tag}{g}") for g in ("sysA", "sysB")]
-    return L.create_listening_session(s, f"{tag}-bench", sets, caption_ids=[c.id for c in caps], n_gold=0,
+    sets = [clipsets.clip_set_from_generator(s, f"{tag}-set-{g}", generator=f"{tag}{g}") for g in ("sysA", "sysB")]
+    return design.create_listening_session(s, f"{tag}-bench", sets, caption_ids=[c.id for c in caps], n_gold=0,
                                       min_raters=1).id
 
 
@@ -219,15 +219,15 @@ def _bench_http(url: str, tmp: Path, raters: int, seconds: float, overlap: int, 
                 workers: int, media: bool, max_votes: int) -> dict:
     from sqlalchemy import select
 
-    from annotate_ui import audit
-    from annotate_ui.app import make_context
-    from annotate_ui.predraw import predraw
+    from annotate_ui.logic import audit
+    from annotate_ui.logic.predraw import predraw
+    from annotate_ui.web.app import make_context
     from curator.audio import AudioStore
     from db.annotation import AuditAssignment
     from db.listening import ListeningRating
     from db.session import upgrade
-    from test_ui_app import free_port
-    from test_ui_fixtures import PASSWORD, make_pool, make_users
+    from builders.ports import free_port
+    from builders.ui import PASSWORD, make_pool, make_users
 
     upgrade(url)
     store = AudioStore(tmp / "audio")
@@ -348,10 +348,10 @@ def bench_logic(db_url: str | None, raters: int, votes: int, overlap: int = 3) -
 
 
 def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> dict:
-    from annotate_ui import audit
+    from annotate_ui.logic import audit
     from curator.audio import AudioStore
     from db.session import open_store, upgrade
-    from test_ui_fixtures import make_pool, make_users
+    from builders.ui import make_pool, make_users
 
     upgrade(url)
     factory = open_store(url)
@@ -387,7 +387,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
 
 
 def bench_view(n: int, repeats: int = 20) -> dict:
-    from annotate_ui import audit, tuning
+    from annotate_ui.logic import audit, tuning
     from curator.filter import PairTable, Thresholds
 
     rng = np.random.default_rng(0)
@@ -436,12 +436,12 @@ def bench_login_flood(db_url: str | None, votes: int, flooders: int) -> dict:
 def _bench_login_flood(url: str, tmp: Path, votes: int, flooders: int, extra: tuple[str, ...]) -> dict:
     import httpx
 
-    from annotate_ui import audit
-    from annotate_ui.app import make_context
+    from annotate_ui.logic import audit
+    from annotate_ui.web.app import make_context
     from curator.audio import AudioStore
     from db.session import upgrade
-    from test_ui_app import free_port
-    from test_ui_fixtures import PASSWORD, make_pool, make_users
+    from builders.ports import free_port
+    from builders.ui import PASSWORD, make_pool, make_users
 
     upgrade(url)
     store = AudioStore(tmp / "audio")

@@ -25,8 +25,6 @@ from db.models import Base, utcnow
 
 ROLES = ("admin", "rater")
 VERDICTS = ("A", "B", "both_good", "both_bad")
-OUTCOMES = ("winner", "loser", "both_good", "both_bad")
-ASSIGNMENT_STATES = ("assigned", "done", "skipped")
 DEFAULT_OVERLAP = 3  # each pair to N distinct raters
 
 

@@ -35,8 +35,6 @@ DEFAULT_N_PROMPTS = 50  # arXiv 2404.09956 §5.3: 50 random AudioCaps test promp
 DEFAULT_MIN_RATERS = 4
 # A rater whose mean REL on gold (mismatched-prompt) items is at least this is excluded.
 DEFAULT_GOLD_REL_THRESHOLD = 3.0
-# gold kinds: "mismatch" = the clip of another prompt (REL should be low)
-GOLD_KINDS = ("mismatch",)
 
 
 class ClipSet(Base):

@@ -41,7 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from curator.errors import CuratorError  # noqa: E402
+from db.errors import CuratorError  # noqa: E402
+from curator.fsutil import atomic_write_bytes, atomic_write_json  # noqa: E402
+from curator.paper import DPO_BETA  # noqa: E402
 
 ARMS = ("base", "sft", "dpo", "dpo_no_s23", "dpo_unfiltered")
 METRIC_NAMES = {"world-judge-a": "judge_a", "world-judge-b": "judge_b", "ordering_error_rate": "ordering_error_rate",
@@ -67,7 +69,7 @@ class ExperimentConfig:
     thresholds: str = "paper"  # "paper", or "alpha1=…,beta1=…,delta1=lo:hi,…" (a preset recalibrated from it)
     max_steps: int = 300  # optimizer steps of every trained arm
     sft_epochs: int = 1  # the DPO arms' SFT epoch (arXiv 2404.09956 §5.1)
-    beta: float = 2000.0  # arXiv 2404.09956 §5.1's; not swept for the tiny model yet
+    beta: float = DPO_BETA  # not swept for the tiny model yet
     learning_rate: float = 1e-5
     train_batch_size: int = 4
     gradient_accumulation_steps: int = 2
@@ -127,19 +129,11 @@ def trainer_cli(args: list[str]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    from curator.audio import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write_json(path, obj)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
-    from curator.audio import atomic_write_bytes
-
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
-
-
-def read_lines(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
 def parse_thresholds(spec: str):
@@ -341,7 +335,7 @@ def write_subset(src: Path, dst: Path, strategies: set[str]) -> int:
 def aggregate(compared: dict, arms: dict[str, list[str]]) -> tuple[dict, dict]:
     """Per arm and metric {mean, ci95, n}, pooling the arm's runs (see the module docstring), and
     the paired differences of PAIRED over test prompts."""
-    from annotate_ui.stats import mean_ci
+    from curator.stats import mean_ci
 
     n_prompts = compared["n_prompts"]
 

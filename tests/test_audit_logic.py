@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 
 import pytest
 from sqlalchemy import func, select
 
-from annotate_ui import audit
-from annotate_ui.auth import AuthUser
-from curator.errors import CuratorError
+from annotate_ui.logic import audit
+from annotate_ui.logic.auth import AuthUser
+from curator.verdicts import verdict_counts
+from db.errors import CuratorError
 from db.annotation import AuditAssignment, AuditItem
 from db.models import AudioClip, Pair
 from db.session import open_store
-from test_ui_fixtures import make_pool, make_users
+from builders.ui import make_pool, make_users
 
 
 def _vote_all(session, user, verdict="A", rng=None, limit=1000):
@@ -86,7 +86,7 @@ def test_blind_side_is_random_recorded_and_resolved(session, audio_store):
         assert a.verdict == "A" and a.outcome == ("winner" if a.a_is_winner else "loser")
         sides.append(a.a_is_winner)
     assert 5 < sum(sides) < 35  # both sides drawn (p of failing ≈ 1e-6)
-    counts = audit.verdict_counts(session)
+    counts = verdict_counts(session)
     assert sum(c.agree for c in counts.values()) == sum(sides)
     assert sum(c.disagree for c in counts.values()) == len(sides) - sum(sides)
 
@@ -116,7 +116,7 @@ def test_undo_reopens_last_vote(session, audio_store):
     assert audit.next_assignment(session, u).assignment_id == t1.assignment_id  # the undone pair comes first
     audit.vote(session, u, t1.assignment_id, "A")
     assert audit.next_assignment(session, u).assignment_id == t2.assignment_id  # then the one left open
-    assert audit.verdict_counts(session)[a1.pair_id].votes == 1
+    assert verdict_counts(session)[a1.pair_id].votes == 1
 
 
 def test_skip_frees_the_slot_for_another_rater(session, audio_store):
@@ -129,7 +129,7 @@ def test_skip_frees_the_slot_for_another_rater(session, audio_store):
     assert audit.next_assignment(session, u1) is None  # never again to u1
     t2 = audit.next_assignment(session, u2)
     assert t2 is not None and audit.next_assignment(session, u3) is None
-    counts = audit.verdict_counts(session)
+    counts = verdict_counts(session)
     assert counts[pairs[0]].skipped == 1 and counts[pairs[0]].votes == 0
     assert audit.progress(session, u1).skipped == 1
 
@@ -276,14 +276,14 @@ def test_verdict_counts_filter_by_pair(session, audio_store):
     audit.enqueue(session, pairs, reason="random", added_by="t")
     for u, verdict in zip(users, ("both_good", "both_bad", "A")):
         _vote_all(session, u, verdict)
-    counts = audit.verdict_counts(session, [pairs[0]])
+    counts = verdict_counts(session, [pairs[0]])
     assert list(counts) == [pairs[0]]
     c = counts[pairs[0]]
     assert (c.both_good, c.both_bad, c.agree + c.disagree, c.votes) == (1, 1, 1, 3)
     # open assignments do not count
     (late,) = make_users(session, n_raters=1, admins=0, prefix="late")
     audit.enqueue(session, pairs, reason="random", added_by="t")
-    assert audit.verdict_counts(session)[pairs[0]].votes == 3
+    assert verdict_counts(session)[pairs[0]].votes == 3
 
 
 def test_progress_of_a_new_assignment_matches_a_fresh_count(session, audio_store):
@@ -375,11 +375,11 @@ def test_open_assignments_expire_after_the_lease(session, audio_store):
     assert (a.state, a.slot, a.skip_reason) == ("skipped", None, audit.LEASE_EXPIRED)
     with pytest.raises(CuratorError, match="waited too long for your vote and went back to the queue"):
         audit.vote(session, u1, t.assignment_id, "A")
-    assert audit.verdict_counts(session)[pairs[0]].votes == 0
+    assert verdict_counts(session)[pairs[0]].votes == 0
 
 
 def test_disabling_a_rater_frees_their_open_slots(session, audio_store):
-    from annotate_ui.auth import disable_user
+    from annotate_ui.logic.auth import disable_user
 
     pairs = make_pool(session, audio_store, 2)
     u1, u2 = make_users(session, n_raters=2, admins=0)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from annotate_ui import audit, tuning
-from curator.errors import CuratorError
+from annotate_ui.logic import audit, tuning
+from db.errors import CuratorError
 from curator.filter import PairTable, Thresholds, get_preset, keep_mask, save_preset, thresholds_of
 from db.annotation import AuditAssignment, AuditItem
-from test_ui_fixtures import make_pool, make_users
+from builders.ui import make_pool, make_users
 
 
 def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

@@ -5,17 +5,12 @@ listening clip waiting for `rater` at the first login."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 
-from test_ui_app import free_port, running_app
-from test_ui_browser import CHROMIUM, browser, login  # noqa: F401 - browser is the shared fixture
+from builders.app import free_port, running_app
+from builders.browser import BROWSER_MARKS, login
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 LOADED = "(sel) => [...document.querySelectorAll(sel)].length === 2 && [...document.querySelectorAll(sel)].every(i => i.complete && i.naturalWidth === 640)"
 
@@ -53,9 +48,9 @@ def test_the_spectrogram_shows_under_each_player_and_can_be_hidden(sqlite_store_
 def test_a_new_demo_store_has_work_for_rater_at_first_login(tmp_path, browser):
     from playwright.sync_api import expect
 
-    from annotate_ui.app import launch, make_context
+    from annotate_ui.web.app import launch, make_context
     from curator.audio import audio_store_for
-    from curator.demo import DEMO_SESSION, ensure_demo_accounts, run_demo
+    from curator.cli.demo import DEMO_SESSION, ensure_demo_accounts, run_demo
     from db.session import session_scope
 
     db = f"sqlite:///{tmp_path / 'demo.db'}"

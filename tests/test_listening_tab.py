@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from annotate_ui.app import build_app, make_context
-from annotate_ui.listening_tab import ListeningHandlers, parse_score, prompt_html
+from annotate_ui.web.app import build_app, make_context
+from annotate_ui.web.listening_tab import ListeningHandlers, parse_score, prompt_html
 from db.annotation import User
 from db.listening import ListeningItem, ListeningRating
 from db.models import AudioClip, Caption, text_hash
@@ -77,7 +77,13 @@ def test_rater_flow_is_blind_escaped_and_stamped(app):
     choices = h.session_choices(req("rater0")).choices
     assert [c[1] for c in choices] == [sid]
     state, progress, prompt, audio, message, ovl, rel = h.open_session(sid, req("rater0"))
-    assert state == {"session_id": sid, "item_id": state["item_id"]} and "Clip **1** of 8" in progress
+    with ctx.session() as s:  # the clip shown first is the one at position 0 of rater0's own order
+        rater0_id = s.scalar(select(User.id).where(User.name == "rater0"))
+        first = s.scalar(select(ListeningRating.item_id).where(ListeningRating.session_id == sid,
+                                                               ListeningRating.user_id == rater0_id,
+                                                               ListeningRating.position == 0))
+        assert s.get(ListeningItem, first).session_id == sid
+    assert state == {"session_id": sid, "item_id": first} and "Clip **1** of 8" in progress
     assert "<script>" not in prompt and re.fullmatch(r'<div class="listen-player"><audio controls preload="auto" '
                                                      r'src="media/[A-Za-z0-9_-]{24}"></audio><img class="spectrogram" '
                                                      r'loading="lazy" src="media/[A-Za-z0-9_-]{24}" alt="spectrogram of '

@@ -4,32 +4,26 @@ every process of it), the JSON routes over real loopback HTTP, `annotate-ui --wo
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotate_ui import audit
-from annotate_ui import listening as L
-from annotate_ui import rater_steps as steps
-from annotate_ui.app import launch, make_context
-from annotate_ui.auth import disable_user
-from annotate_ui.logins import LoginLimiter, LoginSessions, TokenMap
-from curator.errors import CuratorError
+from annotate_ui.logic import audit
+from annotate_ui.logic import rater_steps as steps
+from annotate_ui.logic.auth import disable_user
+from annotate_ui.logic.listening import clipsets, design
+from annotate_ui.logic.logins import LoginLimiter, LoginSessions, TokenMap
+from annotate_ui.web.app import launch, make_context
+from builders.ports import free_port
+from builders.serve import serve_process
+from builders.ui import PASSWORD, make_pool, make_users
 from db.annotation import AuditAssignment
 from db.listening import ListeningRating
+from db.errors import CuratorError
 from db.logins import LoginSession
 from db.session import open_store
-from test_ui_app import free_port
-from test_ui_fixtures import PASSWORD, make_pool, make_users
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 class FakeClock:
     def __init__(self):
@@ -58,8 +52,8 @@ def _listening(s, store, n_prompts=3) -> int:
                             generator=gen, checkpoint_id="c", prompt=cap.text, caption_id=cap.id, strategy="eval",
                             slot=0))
     s.flush()
-    sets = [L.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
-    return L.create_listening_session(s, "hot-path", sets, caption_ids=[c.id for c in caps], n_gold=0, min_raters=1).id
+    sets = [clipsets.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
+    return design.create_listening_session(s, "hot-path", sets, caption_ids=[c.id for c in caps], n_gold=0, min_raters=1).id
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,24 +242,6 @@ def test_workers_on_sqlite_are_refused_in_one_line(sqlite_store_url):
     assert "--workers needs PostgreSQL" in out and "Traceback" not in out
     r = CliRunner().invoke(cli, ["--db", store_url, "--port", "7999", "--workers", "0"])
     assert r.exit_code == 2 and "--workers 0 must be at least 1" in r.output.strip()
-
-
-def serve_process(store_url: str, audio_root: Path, port: int, *extra: str) -> subprocess.Popen:
-    """`annotate-ui` in its own process, answering on PORT."""
-    proc = subprocess.Popen([sys.executable, "-c", "from annotate_ui.cli import main; main()", "--db", store_url,
-                             "--audio-root", str(audio_root), "--port", str(port), *extra], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300  # each process imports Gradio and builds the app (slow on a busy machine)
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"annotate-ui exited: {proc.stdout.read().decode()[-2000:]}")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("annotate-ui did not answer within 300 s")
 
 
 @pytest.mark.postgres

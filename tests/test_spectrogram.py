@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotate_ui import audit
-from annotate_ui.app import make_context, media_bytes
-from annotate_ui.spectrogram import HEIGHT, WIDTH, blind_png, cache_path, cached_png, spectrogram_image
+from annotate_ui.logic import audit
+from annotate_ui.web.app import make_context, media_bytes
+from annotate_ui.logic.spectrogram import HEIGHT, WIDTH, blind_png, cache_path, cached_png, spectrogram_image
 from curator.audio import SAMPLE_RATE
-from curator.errors import CuratorError
-from test_ui_fixtures import make_pool, make_users
+from db.errors import CuratorError
+from builders.ui import make_pool, make_users
 
 
 def _events(first: str) -> np.ndarray:

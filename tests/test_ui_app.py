@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import socket
 import threading
 from contextlib import contextmanager
 
@@ -16,39 +15,15 @@ import soundfile as sf
 from gradio_client import Client
 from sqlalchemy import func, select
 
-from annotate_ui import audit
-from annotate_ui.app import launch, make_context
-from annotate_ui.auth import disable_user
+from annotate_ui.logic import audit
+from annotate_ui.logic.auth import disable_user
 from curator.filter import get_preset, thresholds_of
 from db.annotation import AuditAssignment, AuditItem, User
 from db.models import AudioClip, Pair
-from test_ui_fixtures import PASSWORD, make_pool, make_users
+from builders.app import EVIL, player_urls, running_app
+from builders.ui import PASSWORD
 
 PAPER = ("paper", 0.45, 0.60, 0.40, 0.0, 0.05, 0.35, 0.08, 0.70)
-EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_app(store_url, audio_store, *, n_pairs=6, n_raters=2, overlap=3, captions=None, concurrency=16):
-    ctx = make_context(store_url, audio_store)
-    with ctx.session() as s:
-        pairs = make_pool(s, audio_store, n_pairs, captions=captions)
-        users = make_users(s, n_raters=n_raters, admins=1)
-        audit.enqueue(s, pairs, reason="random", added_by="admin0", overlap=overlap)
-    port = free_port()
-    demo = launch(ctx, port=port, prevent_thread_lock=True, concurrency=concurrency)
-    try:
-        yield ctx, f"http://127.0.0.1:{port}/", pairs, users
-    finally:
-        demo.close()
-
-
 def client(url, name, password=PASSWORD) -> Client:
     return Client(url, auth=(name, password), download_files=False, verbose=False)
 
@@ -76,7 +51,7 @@ def test_rater_is_refused_every_admin_event(app):
             rater.predict(*args, api_name=api_name)
     with ctx.session() as s:
         assert s.scalar(select(func.count()).select_from(AuditItem)) == len(pairs)  # nothing filled
-        from curator.errors import CuratorError
+        from db.errors import CuratorError
         with pytest.raises(CuratorError):
             get_preset(s, "sneaky")
     admin = client(url, "admin0")
@@ -152,16 +127,6 @@ def _login(url, name):
     with httpx.Client(base_url=url, timeout=20) as h:
         h.post("/login", data={"username": name, "password": PASSWORD}).raise_for_status()
         yield h
-
-
-def player_urls(players: str) -> dict[str, str]:
-    """{side: media URL} of the players HTML."""
-    return dict(re.findall(r'id="audio-([ab])" class="player"><div class="side">[AB]</div><audio[^>]* src="([^"]+)"', players))
-
-
-def spectrogram_urls(players: str) -> dict[str, str]:
-    """{side: media URL of the spectrogram image} of the players HTML."""
-    return dict(re.findall(r'id="audio-([ab])" class="player">.*?<img class="spectrogram"[^>]* src="([^"]+)"', players))
 
 
 def test_audio_route_serves_only_the_owners_open_pair(app):

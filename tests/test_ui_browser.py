@@ -4,42 +4,15 @@ change; a rater has no admin tab."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
+from builders.app import EVIL, running_app
+from builders.browser import BROWSER_MARKS, login
 from db.annotation import AuditAssignment, User
-from test_ui_app import EVIL, running_app
-from test_ui_fixtures import PASSWORD
 
-CHROMIUM = os.environ.get("CURATOR_CHROMIUM", "/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
-]
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def login(page, url, name):
-    page.goto(url)
-    page.get_by_label(re.compile("username", re.I)).fill(name)
-    page.get_by_label(re.compile("password", re.I)).fill(PASSWORD)
-    page.get_by_role("button", name=re.compile("login", re.I)).click()
-    page.locator("#who").get_by_text(f"Signed in as {name}").wait_for(timeout=30000)
+pytestmark = BROWSER_MARKS
 
 
 def test_rater_votes_with_the_keyboard(sqlite_store_url, audio_store, browser):

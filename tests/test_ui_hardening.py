@@ -18,16 +18,16 @@ from gradio_client import Client
 from scipy.stats import binom
 from sqlalchemy import select
 
-from annotate_ui import audit
-from annotate_ui import listening as L
-from annotate_ui.app import launch, make_context
-from annotate_ui.logins import LoginLimiter, LoginSessions
+from annotate_ui.logic import audit
+from annotate_ui.logic.listening import clipsets, design, queue
+from annotate_ui.logic.logins import LoginLimiter, LoginSessions
+from annotate_ui.web.app import launch, make_context
 from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem
 from db.models import AudioClip, Caption, Pair, text_hash
-from test_ui_app import free_port, player_urls, spectrogram_urls
-from test_ui_fixtures import PASSWORD, make_users
+from builders.app import free_port, player_urls, spectrogram_urls
+from builders.ui import PASSWORD, make_users
 
 
 class FakeClock:
@@ -183,8 +183,8 @@ def _listening_world(ctx, audio_store):
                                 generator=gen, checkpoint_id="c", prompt=cap.text, caption_id=cap.id,
                                 strategy="eval", slot=0))
         s.flush()
-        sets = [L.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
-        ls = L.create_listening_session(s, "blind", sets, n_prompts=4, n_gold=3)
+        sets = [clipsets.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
+        ls = design.create_listening_session(s, "blind", sets, n_prompts=4, n_gold=3)
         return ls.id
 
 
@@ -204,7 +204,7 @@ def test_listening_gold_items_cannot_be_spotted_by_their_audio(sqlite_store_url,
                 r = h.get("/" + src)
                 assert r.status_code == 200
                 with ctx.session() as s:
-                    item = L.next_item(s, sid, 2, None).item_id  # the item the page shows (rater0 is user 2)
+                    item = queue.next_item(s, sid, 2, None).item_id  # the item the page shows (rater0 is user 2)
                 got.append((item, _stats(src, r)))
                 out = c.predict(3, 3, api_name="/listen_submit")
     with ctx.session() as s:
@@ -246,7 +246,7 @@ def test_login_flood_locks_the_account_and_the_client_and_checks_off_the_loop(sq
         return real_login(name, password)
 
     ctx.login = spy
-    caplog.set_level(logging.WARNING, logger="annotate_ui.auth")
+    caplog.set_level(logging.WARNING, logger="annotate_ui.logic.auth")
     with served(ctx) as url, httpx.Client(base_url=url, timeout=30) as h:
         def login(name, pw=PASSWORD):
             return h.post("/login", data={"username": name, "password": pw})

@@ -7,17 +7,17 @@ import re
 
 import pytest
 
-from annotate_ui import audit
-from annotate_ui.app import make_context
-from test_rater_api import serve_process
-from test_ui_app import free_port
-from test_ui_browser import CHROMIUM, browser, login  # noqa: F401  (the shared browser fixture)
-from test_ui_fixtures import make_pool, make_users
+from annotate_ui.logic import audit
+from annotate_ui.web.app import make_context
+from builders.browser import BROWSER_MARKS, login
+from builders.ports import free_port
+from builders.serve import serve_process
+from builders.ui import make_pool, make_users
 
-pytestmark = [pytest.mark.browser, pytest.mark.postgres]
+pytestmark = [*BROWSER_MARKS, pytest.mark.postgres]
 
 
-def test_a_login_on_one_process_holds_on_the_other(pg_reason, audio_store, browser):  # noqa: F811
+def test_a_login_on_one_process_holds_on_the_other(pg_reason, audio_store, browser):
     from playwright.sync_api import expect
 
     from conftest import make_pg_database

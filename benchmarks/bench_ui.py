@@ -1,20 +1,23 @@
 """Rater-app benchmarks.
 
-1. Next-pair latency with R concurrent raters on loopback. The app runs as `annotate-ui` in its own
-   process; each rater logs in over raw HTTP (httpx) and does what the page does: POST
-   /gradio_api/run/vote_X (the audit events skip Gradio's queue), which returns the next pair, then
-   GET its two clips from the audio route. Reported: the vote round trip (the wait for the next
-   pair), the two audio fetches, their sum, and the server's CPU per vote. --think-ms adds paced
-   runs (a rater waits about that long before each vote); the headline is the closed loop
-   (think 0: every rater votes again at once). Also checks the load-test invariants (no vote
-   lost or duplicated, no pair over its overlap, never twice to one rater).
+1. Next-pair (audit) and next-clip (listening) latency with R concurrent raters on loopback. The
+   app runs as `annotate-ui` in its own process (`--workers N`: N processes on one socket,
+   PostgreSQL only); each rater logs in over raw HTTP (httpx) and calls the JSON routes
+   (api/audit/next, api/audit/vote; api/listen/next, api/listen/rate), fetching each pair's audio
+   and spectrograms as the page's players do (--no-media leaves them out, to show the vote path's
+   own cost). Each run stops after --seconds or --votes per rater. Reported: the vote round trip
+   (the wait for the next pair or clip), the media fetches, the server's CPU per vote (all its
+   processes), the 1-minute load average before and after (the machine is shared) and the
+   invariants (no vote lost or duplicated, no pair over its overlap, never twice to one rater).
+   --think-ms: raters pause about that long (±50 %) before each vote; 0 is the closed loop.
 2. Threshold view refresh (`annotate_ui.logic.tuning.view` + the frames the plots get) at 100k and 1M
    pairs of random scores.
 3. --login-flood N: one rater's next-pair latency alone, then while N anonymous clients flood
    /login with wrong passwords (argon2 checks run on worker threads; the lockout then refuses
    the flood without checking anything). Both phases in one run, and their ratio.
 
-    .venv/bin/python benchmarks/bench_ui.py [--raters 20] [--votes 200] [--think-ms 2000] [--db URL] [--skip-http]
+    .venv/bin/python benchmarks/bench_ui.py [--raters 50] [--think-ms 2000] [--tab audit|listen] [--workers 1 --workers 2]
+        [--seconds 30] [--votes 60] [--no-media] [--db URL] [--skip-http]
     .venv/bin/python benchmarks/bench_ui.py --login-flood 4 [--votes 200]   # 3. next-pair p95 under a /login flood
 
 --db: a fresh SQLite file per run by default; with a PostgreSQL URL

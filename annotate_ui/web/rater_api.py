@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from starlette.concurrency import run_in_threadpool
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -40,6 +40,7 @@ from db.errors import CuratorError
 
 API_PREFIX = "/api"
 MAX_JSON_BYTES = 16 * 1024  # a note is at most 2000 characters
+STEP_THREADS = 8  # steps run at once per process (the rest wait their turn on the event loop, at no cost)
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -66,8 +67,9 @@ async def _body(request: Request) -> dict:
     return data
 
 
-def _route(ctx, path: str, step: Callable[[Any, Any, dict], Any], method: str = "POST") -> Route:
-    """A JSON route: login, body, STEP(ctx, user, body) on a worker thread, its view as JSON."""
+def _route(ctx, path: str, step: Callable[[Any, Any, dict], Any], limiter, method: str = "POST") -> Route:
+    """A JSON route: login, body, STEP(ctx, user, body) on a worker thread (LIMITER bounds how many
+    at once), its view as JSON."""
 
     def run(request: Request, body: dict) -> Response:
         user = ctx.request_user(request, fresh=True)  # one query: a disabled account is refused at once
@@ -84,7 +86,9 @@ def _route(ctx, path: str, step: Callable[[Any, Any, dict], Any], method: str = 
             body = await _body(request) if method == "POST" else {}
         except CuratorError as exc:
             return _error(str(exc))
-        return await run_in_threadpool(run, request, body)  # one thread hop: the login and the step
+        # one thread hop for the login and the step; at most STEP_THREADS steps at once per process:
+        # more threads only queue on the GIL and the store, and their hand-offs cost CPU
+        return await anyio.to_thread.run_sync(run, request, body, limiter=limiter.get())
 
     return Route(API_PREFIX + path, endpoint, methods=[method], include_in_schema=False)
 
@@ -96,19 +100,32 @@ def _open_sessions(ctx, user, body) -> dict:
 
 def api_routes(ctx) -> list[Route]:
     """The routes above, for the app of CTX (annotate_ui/web/app.py's UIContext)."""
-    return [
-        _route(ctx, "/audit/next", lambda c, u, b: steps.audit_next(c, u)),
-        _route(ctx, "/audit/vote", lambda c, u, b: steps.audit_vote(c, u, b.get("assignment_id"), b.get("verdict"),
-                                                                      b.get("note"))),
-        _route(ctx, "/audit/skip", lambda c, u, b: steps.audit_skip(c, u, b.get("assignment_id"))),
-        _route(ctx, "/audit/undo", lambda c, u, b: steps.audit_undo(c, u)),
-        _route(ctx, "/listen/sessions", _open_sessions, method="GET"),
-        _route(ctx, "/listen/next", lambda c, u, b: steps.listen_next(c, u, b.get("session_id"))),
-        _route(ctx, "/listen/rate", lambda c, u, b: steps.listen_rate(c, u, b.get("session_id"), b.get("item_id"),
-                                                                        b.get("ovl"), b.get("rel"))),
-        _route(ctx, "/listen/skip", lambda c, u, b: steps.listen_skip(c, u, b.get("session_id"), b.get("item_id"))),
-        _route(ctx, "/listen/undo", lambda c, u, b: steps.listen_undo(c, u, b.get("session_id"))),
-    ]
+    limiter = _Limiter(STEP_THREADS)
+    steps_by_path: dict[str, Callable[[Any, Any, dict], Any]] = {
+        "/audit/next": lambda c, u, b: steps.audit_next(c, u),
+        "/audit/vote": lambda c, u, b: steps.audit_vote(c, u, b.get("assignment_id"), b.get("verdict"), b.get("note")),
+        "/audit/skip": lambda c, u, b: steps.audit_skip(c, u, b.get("assignment_id")),
+        "/audit/undo": lambda c, u, b: steps.audit_undo(c, u),
+        "/listen/next": lambda c, u, b: steps.listen_next(c, u, b.get("session_id")),
+        "/listen/rate": lambda c, u, b: steps.listen_rate(c, u, b.get("session_id"), b.get("item_id"), b.get("ovl"),
+                                                          b.get("rel")),
+        "/listen/skip": lambda c, u, b: steps.listen_skip(c, u, b.get("session_id"), b.get("item_id")),
+        "/listen/undo": lambda c, u, b: steps.listen_undo(c, u, b.get("session_id")),
+    }
+    return [_route(ctx, "/listen/sessions", _open_sessions, limiter, method="GET"),
+            *(_route(ctx, path, step, limiter) for path, step in steps_by_path.items())]
+
+
+class _Limiter:
+    """An anyio CapacityLimiter made on first use (inside the server's event loop)."""
+
+    def __init__(self, n: int):
+        self.n, self._limiter = n, None
+
+    def get(self):
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.n)
+        return self._limiter
 
 
 __all__ = ["api_routes", "API_PREFIX"]

@@ -33,6 +33,10 @@ def serve(
     login_lockout_s: float = typer.Option(60.0, "--login-lockout-s", min=1.0,
                                           help="The first lockout; each further one doubles (up to a day)."),
     workers: int = typer.Option(1, "--workers", help="Server processes on one socket (more than 1 needs a PostgreSQL store)."),
+    min_played_share: float = typer.Option(
+        1.0, "--min-played-share",
+        help="A vote or rating is accepted once the server has sent this share of each of its clips to the rater "
+             "(1.0: to the end)."),
     version: bool = version_option("annotate-ui"),
 ) -> None:
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
@@ -43,7 +47,7 @@ def serve(
     settings = ServeSettings(db=db, audio_root=str(audio_root) if audio_root else None, host=host, port=port,
                              concurrency=concurrency, lease_s=60 * lease_minutes, session_idle_s=60 * session_idle_minutes,
                              max_body_bytes=1024 * max_body_kb, login_max_failures=login_max_failures,
-                             login_lockout_s=login_lockout_s)
+                             login_lockout_s=login_lockout_s, min_played_share=min_played_share)
     ctx = settings.context()  # refuses an un-migrated store
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with ctx.session() as s:

@@ -354,7 +354,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
     from annotate_ui.logic import audit
     from curator.audio import AudioStore
     from db.session import open_store, upgrade
-    from builders.ui import make_pool, make_users
+    from builders.ui import make_pool, make_users, mark_played
 
     upgrade(url)
     factory = open_store(url)
@@ -373,6 +373,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
             with factory() as s:
                 task = audit.next_assignment(s, u)
                 s.commit()
+                mark_played(s, u.id, task.assignment_id)
                 audit.vote(s, u, task.assignment_id, "A")
                 s.commit()
             mine.append(time.perf_counter() - t)

@@ -1,16 +1,20 @@
 """The raters' verdicts on a pair, counted from the audit votes: the rater app writes the votes,
 the trainer's audit policy reads the counts. An open (unanswered) assignment is no verdict; a
-skip is counted apart from the votes."""
+skip is counted apart from the votes; the answers of a rater an admin excluded (`users.excluded_at`,
+annotate_ui/logic/quality.py) count nowhere."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from db.annotation import AuditAssignment
+from db.annotation import AuditAssignment, User
+
+# an assignment whose rater no admin has excluded: the votes that count (training, exports, statistics)
+COUNTED_RATER = ~exists().where(User.id == AuditAssignment.user_id, User.excluded_at.is_not(None))
 
 
 @dataclass
@@ -32,9 +36,10 @@ _OUTCOME_FIELD = {"winner": "agree", "loser": "disagree", "both_good": "both_goo
 
 
 def verdict_counts(session: Session, pair_ids: Iterable[int] | None = None) -> dict[int, Verdicts]:
-    """Per pair: completed votes by outcome, and skips. Open (unanswered) assignments do not count."""
+    """Per pair: completed votes by outcome, and skips. Open (unanswered) assignments and the
+    answers of excluded raters do not count."""
     q = (select(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome, func.count())
-         .where(AuditAssignment.state.in_(("done", "skipped")))
+         .where(AuditAssignment.state.in_(("done", "skipped")), COUNTED_RATER)
          .group_by(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome))
     rows: list = []
     if pair_ids is None:

@@ -147,6 +147,9 @@ class ListeningRating(Base):
     rated_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     skipped_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     skip_reason: Mapped[Optional[str]] = mapped_column(Text)
+    # server clock: when the item was first shown to the rater (again after an undo), and from then to the rating
+    served_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    time_on_task_ms: Mapped[Optional[int]] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     item: Mapped[ListeningItem] = relationship()

@@ -15,15 +15,16 @@ from db.errors import CuratorError
 from db.annotation import AuditAssignment, AuditItem
 from db.models import AudioClip, Pair
 from db.session import open_store
-from builders.ui import make_pool, make_users
+from builders.ui import make_pool, make_users, play_pair
 
 
-def _vote_all(session, user, verdict="A", rng=None, limit=1000):
+def _vote_all(session, user, verdict="A", rng=None, limit=1000, *, audio_store):
     n = 0
     while n < limit:
         task = audit.next_assignment(session, user, rng=rng)
         if task is None:
             return n
+        play_pair(session, audio_store, user, task.assignment_id)
         audit.vote(session, user, task.assignment_id, verdict)
         n += 1
     return n
@@ -34,7 +35,7 @@ def test_overlap_and_never_twice(session, audio_store):
     users = make_users(session, n_raters=5, admins=0)
     assert audit.enqueue(session, pairs, reason="random", added_by="t", overlap=3) == 4
     assert audit.enqueue(session, pairs, reason="random", added_by="t", overlap=3) == 0  # already queued
-    done = [_vote_all(session, u) for u in users]
+    done = [_vote_all(session, u, audio_store=audio_store) for u in users]
     session.commit()
     assert sum(done) == 4 * 3
     assert done[:4] == [4, 4, 4, 0] or sorted(done, reverse=True)[0] == 4
@@ -65,6 +66,7 @@ def test_priority_order(session, audio_store):
     order = []
     while (task := audit.next_assignment(session, u)) is not None:
         order.append(session.get(AuditAssignment, task.assignment_id).pair_id)
+        play_pair(session, audio_store, u, task.assignment_id)
         audit.vote(session, u, task.assignment_id, "both_good")
     assert order == [pairs[1], pairs[2], pairs[0]]
 
@@ -81,6 +83,7 @@ def test_blind_side_is_random_recorded_and_resolved(session, audio_store):
         pair = session.get(Pair, a.pair_id)
         assert (task.clip_a, task.clip_b) == ((pair.winner_clip_id, pair.loser_clip_id) if a.a_is_winner
                                               else (pair.loser_clip_id, pair.winner_clip_id))
+        play_pair(session, audio_store, u, task.assignment_id)
         audit.vote(session, u, task.assignment_id, "A")
         session.refresh(a)
         assert a.verdict == "A" and a.outcome == ("winner" if a.a_is_winner else "loser")
@@ -106,6 +109,7 @@ def test_undo_reopens_last_vote(session, audio_store):
     assert audit.undo_last(session, u) is None
     audit.enqueue(session, pairs, reason="random", added_by="t")
     t1 = audit.next_assignment(session, u)
+    play_pair(session, audio_store, u, t1.assignment_id)
     audit.vote(session, u, t1.assignment_id, "B", note="too loud")
     t2 = audit.next_assignment(session, u)
     assert t2.assignment_id != t1.assignment_id
@@ -149,6 +153,7 @@ def test_vote_refusals_change_nothing(session, audio_store):
         audit.vote(session, u1, t1.assignment_id, "C")
     with pytest.raises(CuratorError, match="at most"):
         audit.vote(session, u1, t1.assignment_id, "A", note="x" * (audit.MAX_NOTE_LEN + 1))
+    play_pair(session, audio_store, u1, t1.assignment_id)
     audit.vote(session, u1, t1.assignment_id, "A", note="  ok  ")
     with pytest.raises(CuratorError, match="already has your vote"):
         audit.vote(session, u1, t1.assignment_id, "B")  # replayed submit
@@ -200,7 +205,7 @@ def test_concurrent_assignment_respects_overlap(store_url, audio_store):
     """8 raters in threads, each with its own session, race for 12 pairs × overlap 3."""
     factory = open_store(store_url)
     with factory() as s:
-        pairs = make_pool(s, audio_store, 12, write_audio=False)
+        pairs = make_pool(s, audio_store, 12)
         users = make_users(s, n_raters=8, admins=0)
         audit.enqueue(s, pairs, reason="random", added_by="t", overlap=3)
         s.commit()
@@ -216,6 +221,7 @@ def test_concurrent_assignment_respects_overlap(store_url, audio_store):
                     s.commit()
                     if task is None:
                         return
+                    play_pair(s, audio_store, user, task.assignment_id)
                     audit.vote(s, user, task.assignment_id, "A")
                     s.commit()
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -275,7 +281,7 @@ def test_verdict_counts_filter_by_pair(session, audio_store):
     users = make_users(session, n_raters=3, admins=0)
     audit.enqueue(session, pairs, reason="random", added_by="t")
     for u, verdict in zip(users, ("both_good", "both_bad", "A")):
-        _vote_all(session, u, verdict)
+        _vote_all(session, u, verdict, audio_store=audio_store)
     counts = verdict_counts(session, [pairs[0]])
     assert list(counts) == [pairs[0]]
     c = counts[pairs[0]]
@@ -303,6 +309,7 @@ def test_progress_of_a_new_assignment_matches_a_fresh_count(session, audio_store
         if rng.random() < 0.2:
             audit.skip(session, u, task.assignment_id)
         else:
+            play_pair(session, audio_store, u, task.assignment_id)
             audit.vote(session, u, task.assignment_id, "both_good")
 
 
@@ -319,6 +326,7 @@ def test_assignment_audio_is_the_owners_side_only(session, audio_store):
         with pytest.raises(CuratorError):
             audit.assignment_audio(session, audio_store, who, aid, side)
     assert audit.audio_problems(session, audio_store, task) == {}
+    play_pair(session, audio_store, u, task.assignment_id)  # both sides played before B breaks
     audio_store.resolve(paths[task.clip_b]).write_bytes(b"not audio at all")  # corrupt: refused like a missing file
     assert list(audit.audio_problems(session, audio_store, task)) == ["b"]
     with pytest.raises(CuratorError, match="side B: the audio file is missing or unreadable"):
@@ -335,6 +343,7 @@ def test_undo_reaches_only_the_last_vote_once_and_within_the_window(session, aud
     voted = []
     for _ in range(3):
         t = audit.next_assignment(session, u)
+        play_pair(session, audio_store, u, t.assignment_id)
         audit.vote(session, u, t.assignment_id, "A")
         voted.append(t.assignment_id)
     audit.next_assignment(session, u)
@@ -352,6 +361,7 @@ def test_undo_reaches_only_the_last_vote_once_and_within_the_window(session, aud
     assert audit.undo_last(session, u) is None
     # past the window: nothing
     t = audit.next_assignment(session, u)
+    play_pair(session, audio_store, u, t.assignment_id)
     audit.vote(session, u, t.assignment_id, "A")
     assert audit.undo_last(session, u, window_s=0.0) is None
     assert session.get(AuditAssignment, t.assignment_id).state == "done"
@@ -385,6 +395,7 @@ def test_disabling_a_rater_frees_their_open_slots(session, audio_store):
     u1, u2 = make_users(session, n_raters=2, admins=0)
     audit.enqueue(session, pairs, reason="random", added_by="t", overlap=1)
     held = [audit.next_assignment(session, u1)]
+    play_pair(session, audio_store, u1, held[0].assignment_id)
     audit.vote(session, u1, held[0].assignment_id, "A")
     open_one = audit.next_assignment(session, u1)
     assert audit.next_assignment(session, u2) is None

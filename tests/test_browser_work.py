@@ -8,7 +8,7 @@ import re
 
 
 from builders.app import free_port, running_app
-from builders.browser import BROWSER_MARKS, login
+from builders.browser import BROWSER_MARKS, login, play, play_both
 
 pytestmark = BROWSER_MARKS
 
@@ -37,7 +37,9 @@ def test_the_spectrogram_shows_under_each_player_and_can_be_hidden(sqlite_store_
         expect(page.locator("#audio-b img.spectrogram")).to_be_hidden()
         page.locator("#show-spectrograms input[type=checkbox]").check()
         expect(page.locator("#audio-b img.spectrogram")).to_be_visible(timeout=10000)
-        # the next pair brings fresh images
+        # the next pair (once both clips played and the vote is in) brings fresh images
+        page.locator("body").click(position={"x": 5, "y": 5})
+        play_both(page)
         page.locator("#vote-A").click()
         expect(page.locator("#audit-progress")).to_contain_text("Done 1", timeout=30000)
         page.wait_for_function(LOADED, arg="#audit-players img.spectrogram", timeout=30000)
@@ -71,6 +73,9 @@ def test_a_new_demo_store_has_work_for_rater_at_first_login(tmp_path, browser):
         expect(page.locator("#audit-progress")).to_contain_text("remaining", timeout=30000)
         expect(page.locator("#audit-caption")).not_to_contain_text("No pair is waiting")
         page.wait_for_function("document.querySelectorAll('#audit-players audio').length === 2", timeout=30000)
+        page.locator("body").click(position={"x": 5, "y": 5})
+        for side in ("a", "b"):  # a vote needs both clips played: "a" and "b" start them
+            play(page, side, f"#audio-{side} audio")
         page.locator("#vote-both_good").click()
         expect(page.locator("#audit-progress")).to_contain_text("Done 1", timeout=30000)
         # and a listening session with a clip to rate

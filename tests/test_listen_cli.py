@@ -14,12 +14,14 @@ from typer.testing import CliRunner
 
 from annotate_ui.logic.listening import clipsets, design, queue, results
 from curator.stats import design_mean_ci, krippendorff_alpha, krippendorff_alpha_ci, paired_difference_ci
+from curator.audio import AudioStore
 from curator.cli import app
 from db.errors import CuratorError
 from db.annotation import User
 from db.listening import ListeningSession
 from db.models import AudioClip, Caption, text_hash
 from db.session import open_store
+from builders.ui import play_item
 
 runner = CliRunner()
 
@@ -109,6 +111,7 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
             while (q := queue.next_item(s, ls.id, u.id)) is not None:
                 gold = next(i for i in ls.items if i.id == q.item_id).is_gold
                 rel = (5 if u.name == "rater2" else 1) if gold else int(rng.integers(2, 6))
+                play_item(s, AudioStore(tmp_path / "audio"), u.id, ls.id, q.item_id)
                 queue.submit_rating(s, ls.id, u.id, q.item_id, int(rng.integers(1, 6)), rel)
         s.commit()
         expect = results.session_results(s, "s1")

@@ -20,6 +20,7 @@ from db.errors import CuratorError
 from db.annotation import User
 from db.listening import ListeningItem, ListeningRating
 from db.models import AudioClip, Caption, text_hash
+from builders.ui import play_item
 
 SYSTEMS = (("tango", "declare-lab/tango"), ("tango2", "run/step-10"), ("audioldm", "cvssp/audioldm"))
 
@@ -213,12 +214,12 @@ def test_ratings_bad_input_replay_and_undo(session, audio_store):
         queue.submit_rating(session, ls.id, v.id, item.item_id, 3, 3)  # v never opened the session
     assert session.scalar(select(func.count()).where(ListeningRating.rated_at.is_not(None))) == 0
 
+    play_item(session, audio_store, u.id, ls.id, item.item_id)
     first = queue.submit_rating(session, ls.id, u.id, item.item_id, 4, 2)
-    assert not first.replayed
-    replay = queue.submit_rating(session, ls.id, u.id, item.item_id, 4, 2)
-    assert replay.replayed
-    with pytest.raises(CuratorError, match=r"already rated \(OVL 4, REL 2\)"):
-        queue.submit_rating(session, ls.id, u.id, item.item_id, 5, 5)
+    assert (first.ovl, first.rel) == (4, 2) and first.time_on_task_ms >= 0
+    for again in ((4, 2), (5, 5)):  # a replay of the submit, or a second rating: refused, nothing changed
+        with pytest.raises(CuratorError, match=r"already has your rating \(OVL 4, REL 2; submitted twice\?\)"):
+            queue.submit_rating(session, ls.id, u.id, item.item_id, *again)
     rated = list(session.scalars(select(ListeningRating).where(ListeningRating.rated_at.is_not(None))))
     assert [(r.user_id, r.item_id, r.ovl, r.rel) for r in rated] == [(u.id, item.item_id, 4, 2)]
     nxt = queue.next_item(session, ls.id, u.id)
@@ -226,10 +227,11 @@ def test_ratings_bad_input_replay_and_undo(session, audio_store):
     # undo the last rating, rate again differently
     assert queue.undo_last(session, ls.id, u.id) == item.item_id
     assert queue.next_item(session, ls.id, u.id).item_id == item.item_id
-    assert not queue.submit_rating(session, ls.id, u.id, item.item_id, 5, 5).replayed
+    assert queue.submit_rating(session, ls.id, u.id, item.item_id, 5, 5).ovl == 5  # played before the undo
     assert queue.undo_last(session, ls.id, v.id) is None
     # undo reaches the last answer only, once, and only within the window
     second = queue.next_item(session, ls.id, u.id)
+    play_item(session, audio_store, u.id, ls.id, second.item_id)
     queue.submit_rating(session, ls.id, u.id, second.item_id, 2, 2)
     assert queue.undo_last(session, ls.id, u.id) == second.item_id
     assert queue.undo_last(session, ls.id, u.id) is None  # not back through the first item's rating
@@ -265,6 +267,7 @@ def test_missing_audio_is_reported_and_skippable(session, audio_store):
         queue.submit_rating(session, ls.id, u.id, item.item_id, 3, 3)
     nxt = queue.next_item(session, ls.id, u.id, audio_store)
     assert nxt.item_id != item.item_id and nxt.done == 1
+    play_item(session, audio_store, u.id, ls.id, nxt.item_id)
     queue.submit_rating(session, ls.id, u.id, nxt.item_id, 3, 3)
     assert queue.next_item(session, ls.id, u.id, audio_store) is None
     p = queue.progress(session, ls.id, u.id)
@@ -277,10 +280,11 @@ def clip_sets_for(session, k):
     return [clipsets.clip_set_from_generator(session, f"set-{g}", generator=g) for g, _ in SYSTEMS[:k]]
 
 
-def rate_everything(session, ls, users, rule):
-    """Each user rates every item with rule(user_index, item) -> (ovl, rel)."""
+def rate_everything(session, audio_store, ls, users, rule):
+    """Each user plays and rates every item with rule(user_index, item) -> (ovl, rel)."""
     for k, u in enumerate(users):
         while (q := queue.next_item(session, ls.id, u.id)) is not None:
+            play_item(session, audio_store, u.id, ls.id, q.item_id)
             queue.submit_rating(session, ls.id, u.id, q.item_id, *rule(k, session.get(ListeningItem, q.item_id)))
 
 
@@ -298,7 +302,7 @@ def test_results_gold_screening_ci_and_alpha(session, audio_store):
         jitter = (item.id + k) % 3 - 1  # -1, 0, +1: imperfect agreement
         return int(np.clip(base + jitter, 1, 5)), int(np.clip(base + 1 - jitter * (k % 2), 1, 5))
 
-    rate_everything(session, ls, users, rule)
+    rate_everything(session, audio_store, ls, users, rule)
     res = results.session_results(session, ls.id)
     assert res.excluded_raters == ["rater4"]
     excluded = {r.name: r for r in res.raters}["rater4"]
@@ -339,7 +343,7 @@ def test_coverage_warning_below_min_raters(session, audio_store):
     add_world(session, audio_store, n_captions=2, systems=SYSTEMS[:1])
     ls = design.create_listening_session(session, "thin", clip_sets_for(session, 1), n_prompts=2, n_gold=0)
     users = add_users(session, 2)
-    rate_everything(session, ls, users, lambda k, it: (3 + k, 4))
+    rate_everything(session, audio_store, ls, users, lambda k, it: (3 + k, 4))
     res = results.session_results(session, ls.id)
     assert not res.complete and res.n_items_covered == 0
     assert any("fewer than 4 ratings" in w for w in res.warnings)
@@ -350,7 +354,7 @@ def test_export_csv_and_json(session, audio_store, tmp_path):
     ls = design.create_listening_session(session, "exp", clip_sets(session), n_prompts=3, n_gold=2)
     session.get(ListeningItem, ls.items[0].id).prompt = 'a "quoted", comma\nand <b>html</b>'
     users = add_users(session, 4)
-    rate_everything(session, ls, users, lambda k, it: (1 + (k + it.id) % 5, 1 if it.is_gold else 4))
+    rate_everything(session, audio_store, ls, users, lambda k, it: (1 + (k + it.id) % 5, 1 if it.is_gold else 4))
     out = tmp_path / "export"
     paths = results.export_results(session, ls.id, out)
     assert sorted(p.name for p in out.iterdir()) == ["differences.csv", "raters.csv", "ratings.csv", "results.json", "systems.csv"]
@@ -406,9 +410,20 @@ def test_concurrent_first_open_and_replayed_submit(store_url, audio_store):
     # 1. first open from four requests at once: one set of assignments, the same first item
     firsts = in_parallel(lambda s: queue.next_item(s, ls_id, uid).item_id)
     assert len(set(firsts)) == 1
-    # 2. the same submit four times at once: one rating written, three replays
-    replays = in_parallel(lambda s: queue.submit_rating(s, ls_id, uid, firsts[0], 3, 4).replayed)
-    assert sorted(replays) == [False, True, True, True]
+    # 2. the same submit four times at once: one rating written, three replays refused
+    with factory() as s:
+        play_item(s, audio_store, uid, ls_id, firsts[0])
+        s.commit()
+
+    def submit(s):
+        try:
+            return queue.submit_rating(s, ls_id, uid, firsts[0], 3, 4).ovl
+        except CuratorError as exc:
+            assert "already has your rating" in str(exc)
+            return "refused"
+
+    outcomes = in_parallel(submit)
+    assert sorted(outcomes, key=str) == [3, "refused", "refused", "refused"]
     with factory() as s:
         rows = list(s.scalars(select(ListeningRating).where(ListeningRating.user_id == uid)))
         assert len(rows) == n_items

@@ -1,6 +1,7 @@
 """A real browser (Debian's Chromium through Playwright) rates two clips of a listening session:
 the rater logs in, opens the tab, sees the OVL/REL definitions and the prompt escaped, rates
-with the radios, and the ratings are in the store under that rater; the admin part stays hidden."""
+with the radios once the clip has played (before, the rating is refused with the reason shown),
+and the ratings are in the store under that rater; the admin part stays hidden."""
 
 from __future__ import annotations
 
@@ -79,6 +80,15 @@ def test_rater_rates_two_clips_in_the_browser(sqlite_store_url, audio_store):
                 assert page.locator("#listen-prompt img").count() == 0  # text, never markup
                 page.locator("#listen-ovl").get_by_label(str(ovl), exact=True).check()
                 page.locator("#listen-rel").get_by_label(str(rel), exact=True).check()
+                if k == 0:  # before the clip played: refused, the reason shown, nothing recorded
+                    page.locator("#listen-submit").click()
+                    expect(page.get_by_text("play the clip to the end before you rate it").first).to_be_visible(
+                        timeout=20_000)
+                    expect(page.locator("#listen-progress")).to_contain_text("Clip 1 of 4")
+                page.locator("body").click(position={"x": 1, "y": 1})
+                page.wait_for_selector("#listen-audio audio", state="attached", timeout=20_000)
+                page.keyboard.press("p")  # the tab's key plays the clip: the player fetches it from the media route
+                page.wait_for_function("document.querySelector('#listen-audio audio').ended", timeout=20_000)
                 page.locator("#listen-submit").click()
                 expect(page.locator("#listen-message")).to_contain_text(f"Recorded OVL {ovl}, REL {rel}",
                                                                         timeout=20_000)
@@ -124,8 +134,25 @@ def test_rater_rates_with_the_keyboard(sqlite_store_url, audio_store):
             def paused() -> bool:
                 return page.evaluate("document.querySelector('#listen-audio audio').paused")
 
+            def play_then_pause() -> None:
+                """"p" plays the clip (the player fetches all of it from the media route, which is what a
+                rating needs) and "p" again pauses it mid-clip (the clip is 20 s long). The second "p" is
+                pressed only once the element has fired `playing` (playback really under way, not just
+                requested), so it is never a toggle the starting player can drop."""
+                page.wait_for_function("document.querySelector('#listen-audio audio')", timeout=20_000)
+                assert paused()
+                page.evaluate("window.listenPlaying = false; document.querySelector('#listen-audio audio')"
+                              ".addEventListener('playing', () => { window.listenPlaying = true; }, {once: true})")
+                page.keyboard.press("p")
+                page.wait_for_function("window.listenPlaying === true && "
+                                       "!document.querySelector('#listen-audio audio').paused", timeout=10_000)
+                page.keyboard.press("p")
+                page.wait_for_function("document.querySelector('#listen-audio audio').paused", timeout=10_000)
+                assert not page.evaluate("document.querySelector('#listen-audio audio').ended")
+
             # 1. Clip 1: OVL 4 with "4", REL 2 with Shift+2, Enter submits
             page.locator("body").click(position={"x": 1, "y": 1})  # focus outside any field
+            play_then_pause()
             page.keyboard.press("4")
             expect(checked(page, "listen-ovl")).to_have_value("4")
             page.keyboard.press("Shift+Digit2")
@@ -138,19 +165,9 @@ def test_rater_rates_with_the_keyboard(sqlite_store_url, audio_store):
 
             # 2. Clip 2: "p" plays and pauses it; OVL 5, REL 3 with the letter "e" (a radio chosen with the
             #    mouse keeps the keys working)
-            page.wait_for_function("document.querySelector('#listen-audio audio').readyState >= 2", timeout=20_000)
-            assert paused()
-            # "p" starts playback; the second "p" is pressed only once the element has fired `playing`
-            # (playback really under way, not just requested), so it is never a toggle the starting
-            # player can drop, and one press must pause it mid-clip (the clip is 20 s long)
-            page.evaluate("document.querySelector('#listen-audio audio').addEventListener("
-                          "'playing', () => { window.listenPlaying = true; }, {once: true})")
-            page.keyboard.press("p")
-            page.wait_for_function("window.listenPlaying === true && "
-                                   "!document.querySelector('#listen-audio audio').paused", timeout=10_000)
-            page.keyboard.press("p")
-            page.wait_for_function("document.querySelector('#listen-audio audio').paused", timeout=10_000)
-            assert not page.evaluate("document.querySelector('#listen-audio audio').ended")
+            expect(page.locator("#listen-progress")).to_contain_text("Clip 2 of 4", timeout=20_000)
+            assert page.evaluate("document.querySelector('#listen-audio audio').readyState") == 0  # nothing fetched yet
+            play_then_pause()
             page.locator("#listen-ovl").get_by_label("1", exact=True).check()
             page.keyboard.press("5")
             expect(checked(page, "listen-ovl")).to_have_value("5")
@@ -177,6 +194,7 @@ def test_rater_rates_with_the_keyboard(sqlite_store_url, audio_store):
             expect(checked(page, "listen-rel")).to_have_count(0)
             expect(page.locator("#listen-progress")).to_contain_text("Clip 3 of 4")
             page.locator("body").click(position={"x": 1, "y": 1})
+            play_then_pause()
             page.keyboard.press("Numpad1")
             page.keyboard.press("t")
             page.keyboard.press("Enter")

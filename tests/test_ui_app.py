@@ -20,7 +20,7 @@ from annotate_ui.logic.auth import disable_user
 from curator.filter import get_preset, thresholds_of
 from db.annotation import AuditAssignment, AuditItem, User
 from db.models import AudioClip, Pair
-from builders.app import EVIL, player_urls, running_app
+from builders.app import EVIL, play_all, player_urls, running_app
 from builders.ui import PASSWORD
 
 PAPER = ("paper", 0.45, 0.60, 0.40, 0.0, 0.05, 0.35, 0.08, 0.70)
@@ -78,13 +78,16 @@ def test_votes_are_stamped_with_the_logged_in_user(app):
     out = r0.predict(api_name="/next")
     aid, caption = out[0], out[1]
     assert EVIL not in caption and "&lt;script&gt;" in caption  # caption escaped
-    # rater1 replays rater0's assignment id: refused, nothing recorded
-    with pytest.raises(Exception, match="not assigned to you"):
-        r1.predict(aid, "", api_name="/vote_B")
+    # rater1 replays rater0's assignment id: refused with the reason, nothing recorded
+    assert "not assigned to you" in r1.predict(aid, "", api_name="/vote_B")[4]
+    # not played yet: refused with the reason on the same pair, nothing recorded
+    assert "⚠ play clips A and B to the end before you vote" in r0.predict(aid, "clear winner", api_name="/vote_A")[4]
+    with _login(url, "rater0") as h:
+        play_all(h, out[2])
     nxt = r0.predict(aid, "clear winner", api_name="/vote_A")
     assert nxt[4].startswith("Recorded") and nxt[0] != aid
-    with pytest.raises(Exception, match="already has your vote"):
-        r0.predict(aid, "", api_name="/vote_B")  # replayed submit
+    again = r0.predict(aid, "", api_name="/vote_B")  # replayed submit: refused, the next pair stays
+    assert "already has your vote" in again[4] and again[0] == nxt[0]
     with ctx.session() as s:
         a = s.get(AuditAssignment, int(aid))
         assert (s.get(User, a.user_id).name, a.verdict, a.note, a.state) == ("rater0", "A", "clear winner", "done")
@@ -200,10 +203,11 @@ def test_audit_events_answer_the_page_in_one_request(app):
     with _login(url, "rater0") as h:
         out = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "abc"}).json()["data"]
         aid = out[0]
+        play_all(h, out[2])
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, "ok"], "session_hash": "abc"})
         assert r.status_code == 200 and r.json()["data"][4].startswith("Recorded")
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, ""], "session_hash": "abc"})  # replay
-        assert r.status_code != 200 and "already has your vote" in r.text
+        assert r.status_code == 200 and "already has your vote" in r.json()["data"][4]
     with ctx.session() as s:
         a = s.get(AuditAssignment, int(aid))
         assert (s.get(User, a.user_id).name, a.verdict, a.note) == ("rater0", "A", "ok")
@@ -252,10 +256,12 @@ def _load(store_url, audio_store, n_raters, votes_each, overlap):
             try:
                 c, mine = clients[name], []
                 out = c.predict(api_name="/next")
-                for k in range(votes_each):
-                    assert out[0], f"{name} ran out of pairs after {k} votes"
-                    mine.append(out[0])
-                    out = c.predict(out[0], "", api_name=("/vote_A", "/vote_B", "/vote_both_good", "/vote_both_bad")[k % 4])
+                with _login(url, name) as h:
+                    for k in range(votes_each):
+                        assert out[0], f"{name} ran out of pairs after {k} votes"
+                        mine.append(out[0])
+                        play_all(h, out[2])
+                        out = c.predict(out[0], "", api_name=("/vote_A", "/vote_B", "/vote_both_good", "/vote_both_bad")[k % 4])
                 cast[name] = mine
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)

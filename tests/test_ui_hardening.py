@@ -26,7 +26,7 @@ from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem
 from db.models import AudioClip, Caption, Pair, text_hash
-from builders.app import free_port, player_urls, spectrogram_urls
+from builders.app import free_port, play_all, player_urls, spectrogram_urls
 from builders.ui import PASSWORD, make_users
 
 
@@ -318,7 +318,9 @@ def test_request_bodies_over_the_limit_are_refused_unread(sqlite_store_url, audi
         make_users(s, n_raters=1, admins=1)
         audit.enqueue(s, strategy1_pool(s, audio_store, n_captions=1, losers=1), reason="random", added_by="t")
     with served(ctx) as url, logged_in(url, "rater0") as h:
-        aid = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "x"}).json()["data"][0]
+        out = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "x"}).json()["data"]
+        aid = out[0]
+        play_all(h, out[2])
         big = "x" * (5 << 20)
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, big], "session_hash": "x"})
         assert r.status_code == 413 and "larger than 65536 bytes" in r.text
@@ -345,7 +347,10 @@ def test_error_messages_quote_only_a_short_prefix(sqlite_store_url, audio_store)
     with served(ctx) as url:
         admin = Client(url, auth=("admin0", PASSWORD), download_files=False, verbose=False)
         rater = Client(url, auth=("rater0", PASSWORD), download_files=False, verbose=False)
-        for c, args, api in ((rater, (huge, ""), "/vote_A"), (rater, (huge,), "/skip"),
+        # a refused vote answers with its reason in the message line (the page shows it there)
+        text = rater.predict(huge, "", api_name="/vote_A")[4]
+        assert text.startswith("⚠") and "zzzz" * 30 not in text and len(text) < 400, text[:200]
+        for c, args, api in ((rater, (huge,), "/skip"),
                              (admin, ("x", huge, "", "eval"), "/listen_create_clip_set"),
                              (admin, (huge, "x", "", "eval"), "/listen_create_clip_set"),
                              (admin, (huge, ["x"], 3, 0, "", 4, 3.0, ""), "/listen_create_session")):

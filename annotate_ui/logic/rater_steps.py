@@ -40,6 +40,7 @@ class AuditView:
     skipped: int
     remaining: int
     message: str = ""
+    empty_reason: str = ""  # why no pair is waiting, when it is not the end of the queue
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,7 +70,9 @@ class ListenView:
 def _audit_view(ctx, s, user: AuthUser, task: audit.AuditTask | None, message: str = "") -> AuditView:
     if task is None:
         p = audit.progress(s, user)
-        return AuditView(None, None, (), p.done, p.skipped, p.remaining, message)
+        why = ("An admin has excluded your answers from the results: there is nothing to judge."
+               if audit.is_excluded(s, user.id) else "")
+        return AuditView(None, None, (), p.done, p.skipped, p.remaining, message, why)
     problems = audit.audio_problems(s, ctx.audio_store, task)
     clips = []
     for side in audit.AUDIO_SIDES:
@@ -77,7 +80,7 @@ def _audit_view(ctx, s, user: AuthUser, task: audit.AuditTask | None, message: s
         if side in problems:
             clips.append(Clip(side, None, None, problems[side]))
         else:
-            clips.append(Clip(side, ctx.media_url(user, "audit", ref), ctx.media_url(user, "audit", ref, "spectrogram")))
+            clips.append(Clip(side, ctx.media_url(s, user, "audit", ref), ctx.media_url(s, user, "audit", ref, "spectrogram")))
     p = task.progress
     msg = " ".join(x for x in (message, *problems.values()) if x)
     return AuditView(task.assignment_id, task.caption, tuple(clips), p.done, p.skipped, p.remaining, msg)
@@ -96,7 +99,7 @@ def audit_vote(ctx, user: AuthUser, assignment_id: Any, verdict: str, note: str 
     """Record USER's verdict (refused: another's pair, a replay, a bad verdict), then the next pair."""
     with ctx.session() as s:
         with ctx.writing():
-            audit.vote(s, user, assignment_id, verdict, note)
+            audit.vote(s, user, assignment_id, verdict, note, min_played_share=ctx.min_played_share)
             s.commit()  # the vote is stored whatever happens to the next pair
             task = audit.next_assignment(s, user, lease_s=ctx.lease_due())
             s.commit()
@@ -144,7 +147,7 @@ def _listen_view(ctx, s, session_id: int, user: AuthUser, message: str = "") -> 
         # an opaque per-item token, never Gradio's file cache (which names a file by its sha256, so
         # a gold item would share its URL with the real item whose clip it reuses)
         ref = (session_id, q.item_id)
-        clip = Clip("", ctx.media_url(user, "listen", ref), ctx.media_url(user, "listen", ref, "spectrogram"))
+        clip = Clip("", ctx.media_url(s, user, "listen", ref), ctx.media_url(s, user, "listen", ref, "spectrogram"))
     else:
         clip = Clip("", None, None, q.audio_error)
     msg = " ".join(x for x in (message, q.audio_error and f"⚠ {q.audio_error}") if x)
@@ -161,13 +164,12 @@ def listen_next(ctx, user: AuthUser, session_id: Any, message: str = "") -> List
 
 
 def listen_rate(ctx, user: AuthUser, session_id: Any, item_id: Any, ovl: Any, rel: Any) -> ListenView:
-    """Store OVL and REL of an item of USER's queue (a replay of the same rating changes nothing), then the next clip."""
+    """Store OVL and REL of an item of USER's queue (refused: a replay, clips not played), then the next clip."""
     sid = session_id_of(session_id)
     with ctx.session() as s, ctx.writing():
-        res = queue.submit_rating(s, sid, user.id, item_id, ovl, rel)
+        res = queue.submit_rating(s, sid, user.id, item_id, ovl, rel, min_played_share=ctx.min_played_share)
         s.commit()
-    note = "That rating was already recorded." if res.replayed else f"Recorded OVL {res.ovl}, REL {res.rel}."
-    return listen_next(ctx, user, sid, note)
+    return listen_next(ctx, user, sid, f"Recorded OVL {res.ovl}, REL {res.rel}.")
 
 
 def listen_skip(ctx, user: AuthUser, session_id: Any, item_id: Any) -> ListenView:

@@ -13,7 +13,8 @@ What annotate_ui/web/listening_tab.py relies on from this module:
         `with ctx.session() as s:` is a Session on the store that commits on success and rolls
         back on error; `ctx.session_factory` is the raw sessionmaker, `ctx.db_url` the store URL.
         `ctx.audio_store` is the curator.audio.AudioStore. Audio goes to a rater only as
-        `ctx.media_url(user, kind, ref)` (an opaque token; the media route sends a per-token copy),
+        `ctx.media_url(session, user, kind, ref)` (an opaque token kept in the store; the media
+        route sends a per-token copy and records the bytes it sent: the playback check),
         never a path from the browser nor a file Gradio caches under its hash. `ctx.errors()` is a context manager turning CuratorError into gr.Error.
         `ctx.on_load` is a list: append `(fn, outputs)` to run fn(request) -> updates when the page
         loads (e.g. to show admin-only parts to admins only).
@@ -32,6 +33,7 @@ are read, and the page an anonymous visitor gets lists no endpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import html
 import logging
@@ -51,16 +53,16 @@ from gradio.routes import templates
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import cookie_parser
 
-from annotate_ui.logic import audit, tuning
+from annotate_ui.logic import audit, playback, tuning
 from annotate_ui.logic import rater_steps as steps
 from annotate_ui.logic.auth import AuthUser, active_user, verify_login
-from annotate_ui.logic.listening import queue
 from annotate_ui.logic.logins import DEFAULT_SESSION_IDLE_S, MISS, LoginLimiter, LoginSessions, TokenMap, cookie_id
-from annotate_ui.logic.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
+from annotate_ui.logic.media import MEDIA_ROUTE, CopyCache
+from annotate_ui.logic.media_route import Served, serve
 from annotate_ui.logic.predraw import Predrawer
-from annotate_ui.logic.spectrogram import blind_png, cached_png
 from annotate_ui.web import charts
 from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
+from annotate_ui.web.quality_tab import build_quality_tab
 from annotate_ui.web.rater_api import api_routes
 from annotate_ui.web.runs_tab import build_runs_tab
 from curator.audio import AudioStore
@@ -83,7 +85,8 @@ class UIContext:
     lease_s: float = audit.DEFAULT_LEASE_S  # an open assignment goes back to the queue after this
     session_idle_s: float = DEFAULT_SESSION_IDLE_S  # a login unused this long is logged out
     max_body_bytes: int = 1 << 20  # request bodies over this are refused unread (a note is ≤ 2000 characters)
-    media: MediaTokens = field(default_factory=MediaTokens, repr=False)
+    # a vote or rating needs this share of each of its clips sent by the media route (1.0: to the end)
+    min_played_share: float = playback.DEFAULT_MIN_PLAYED_SHARE
     copies: CopyCache = field(default_factory=CopyCache, repr=False)
     limiter: LoginLimiter = field(default_factory=LoginLimiter, repr=False)
     locked_delay_s: float = 1.0  # a refused (locked-out) login is answered after this pause
@@ -106,11 +109,12 @@ class UIContext:
         self.limiter.bind(self.session_factory)
         if not self.lease_s > 0:
             raise CuratorError(f"assignment lease {self.lease_s!r} s must be positive")
+        self.min_played_share = playback.check_share(self.min_played_share)
 
-    def media_url(self, user: AuthUser, kind: str, ref: tuple, what: str = "audio") -> str:
+    def media_url(self, session: Session, user: AuthUser, kind: str, ref: tuple, what: str = "audio") -> str:
         """A fresh opaque URL for one clip (WHAT "audio") or its spectrogram image (WHAT
-        "spectrogram") shown to USER (see annotate_ui/logic/media.py)."""
-        return f"{MEDIA_ROUTE}/{self.media.issue(user.id, kind, ref, what)}"
+        "spectrogram") shown to USER, its grant written with SESSION (see annotate_ui/logic/media.py)."""
+        return f"{MEDIA_ROUTE}/{playback.issue_grant(session, user.id, kind, ref, what)}"
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -275,7 +279,9 @@ INSTRUCTIONS = (
 
 
 def audio_tag(url: str) -> str:
-    return f'<audio controls preload="auto" src="{html.escape(url)}"></audio>'
+    """A player that asks the media route for its clip only when the rater presses play: the bytes
+    the route sends are the playback record a vote is checked against."""
+    return f'<audio controls preload="none" src="{html.escape(url)}"></audio>'
 
 
 def spectrogram_tag(url: str, label: str) -> str:
@@ -307,51 +313,29 @@ def _audit_outputs(view: steps.AuditView):
     """
     progress = f"Done **{view.done}** · skipped {view.skipped} · remaining **{view.remaining}**"
     if view.assignment_id is None:
-        return ("", "<div class='caption'><em>No pair is waiting for you. Thank you!</em></div>", "",
-                progress, view.message, "")
+        why = view.empty_reason or "No pair is waiting for you. Thank you!"
+        return ("", f"<div class='caption'><em>{html.escape(why)}</em></div>", "", progress, view.message, "")
     return (str(view.assignment_id), f"<div class='caption'>{html.escape(view.caption)}</div>",
             _players_html(view), progress, view.message, "")
 
 
-def _served(data: bytes, media_type: str, range_header: str | None) -> Response:
-    """DATA as a response honouring a single byte range (what media players send); no ETag or
+def _served(served: Served) -> Response:
+    """SERVED as a response (a single byte range when the player asked for one); no ETag or
     Last-Modified, private caching only (the URL is a token of one user's one assignment)."""
     headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff"}
-    rng = byte_range(range_header, len(data))
-    if rng is False:
-        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{len(data)}"})
-    if rng is None:
-        return Response(data, media_type=media_type, headers=headers)
-    start, end = rng
-    return Response(data[start:end + 1], status_code=206, media_type=media_type,
-                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
-
-
-def media_bytes(ctx: UIContext, s: Session, user: AuthUser, token: str) -> tuple[bytes, str]:
-    """The blind copy of the clip TOKEN stands for, when USER may hear it now; CuratorError otherwise
-    (one line that names nothing, the same for an unknown token and another user's)."""
-    grant = ctx.media.lookup(token, user.id) if TOKEN_RE.match(token) else None
-    if grant is None:
-        raise CuratorError("no open clip of yours has this address; reload the page")
-    if grant.kind == "audit":
-        path, _ = audit.assignment_audio(s, ctx.audio_store, user, *grant.ref)
-    else:
-        path = queue.item_audio_path(s, ctx.audio_store, grant.ref[0], user.id, grant.ref[1])
-    cached = ctx.copies.get(token)
-    if cached is None:
-        if grant.what == "spectrogram":
-            cached = blind_png(cached_png(path), token)
-        else:
-            cached = blind_copy(path.read_bytes(), token)
-        ctx.copies.put(token, cached)
-    return cached
+    if served.status == 416:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{served.total}"})
+    if served.status == 200:
+        return Response(served.body, media_type=served.media_type, headers=headers)
+    return Response(served.body, status_code=206, media_type=served.media_type,
+                    headers={**headers, "Content-Range": f"bytes {served.start}-{served.end}/{served.total}"})
 
 
 def app_routes(ctx: UIContext) -> list:
     """The routes the app adds before Gradio's own (so they take precedence):
 
     * GET media/{token}: the blind copy of one clip, to the user the token was issued to, while
-      the assignment is open or the item in their queue;
+      the assignment is open or the item in their queue; the bytes it sends are recorded (playback);
     * POST /login: Gradio's login with the store's argon2 check on a worker thread and the
       per-account / per-client limit (logic/logins.LoginLimiter); same form fields and cookies as Gradio's.
     """
@@ -364,10 +348,12 @@ def app_routes(ctx: UIContext) -> list:
             return PlainTextResponse("you are not logged in, or your account is disabled; log in again", 401)
         with ctx.session() as s:
             try:
-                data, media_type = media_bytes(ctx, s, user, token)
+                with ctx.writing():
+                    served = serve(s, ctx.audio_store, ctx.copies, user, token, request.headers.get("range"))
+                    s.commit()
             except CuratorError as exc:
                 return PlainTextResponse(str(exc), 404)
-        return _served(data, media_type, request.headers.get("range"))
+        return _served(served)
 
     async def login(request: fastapi.Request):
         try:
@@ -546,6 +532,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             with gr.Tab("Listening sessions", id="listening"):
                 build_listening_tab(ctx)
             build_runs_tab(ctx)
+            build_quality_tab(ctx)
 
         audit_out = [assignment, caption, players, progress_md, message, note]
 
@@ -556,9 +543,20 @@ def build_app(ctx: UIContext) -> gr.Blocks:
 
         def vote_handler(verdict: str):
             def on_vote(assignment_id: str, note_text: str, request: gr.Request):
+                """A refused vote (clips not played yet, a replay, another rater's pair) answers with
+                the reason in the page's message line and the rater's open pair, nothing recorded:
+                a non-queued event's error would reach the page as a bare "Error"."""
                 user = ctx.user(request)
                 with ctx.errors():
-                    return _audit_outputs(steps.audit_vote(ctx, user, assignment_id, verdict, note_text))
+                    try:
+                        return _audit_outputs(steps.audit_vote(ctx, user, assignment_id, verdict, note_text))
+                    except CuratorError as exc:
+                        message = f"⚠ {exc}"
+                    view = steps.audit_next(ctx, user)
+                    if view.assignment_id is not None and str(view.assignment_id) == str(assignment_id):
+                        # the same pair stays: its players (and what they played), caption and note as they are
+                        return gr.update(), gr.update(), gr.update(), gr.update(), message, gr.update()
+                    return _audit_outputs(dataclasses.replace(view, message=message))
             return on_vote
 
         def on_skip(assignment_id: str, request: gr.Request):
@@ -753,9 +751,9 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
            concurrency: int = 16):
     """Serve the app on a thread of this process (see annotate_ui/web/server.py); returns the server
     (`close()` stops it) at once when PREVENT_THREAD_LOCK, else serves until interrupted."""
-    from annotate_ui.web.server import Served, asgi_app
+    from annotate_ui.web.server import Served as Server, asgi_app
 
-    served = Served(asgi_app(ctx, concurrency), host, port)
+    served = Server(asgi_app(ctx, concurrency), host, port)
     if prevent_thread_lock:
         return served
     try:
@@ -766,7 +764,8 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
 
 
 def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:
-    """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions (UIContext fields)."""
+    """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions,
+    min_played_share (UIContext fields)."""
     return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store, **settings)
 
 

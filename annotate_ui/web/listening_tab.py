@@ -26,7 +26,8 @@ from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS, DEFAULT
 DEFINITIONS_MD = (
     "Rate each clip on two scales (arXiv 2404.09956 §5.3), from **1** (worst) to **5** (best):\n\n"
     f"* {queue.OVL_DEFINITION}\n* {queue.REL_DEFINITION}\n\n"
-    "Listen to the whole clip before rating. You do not see which system made a clip."
+    "Listen to the whole clip before rating (a rating is accepted once the clip has played). "
+    "You do not see which system made a clip."
 )
 
 
@@ -99,7 +100,8 @@ def audio_player(url: str, spectrogram_url: Optional[str] = None) -> str:
     if spectrogram_url is not None:
         image = (f'<img class="spectrogram" loading="lazy" src="{html.escape(spectrogram_url)}" '
                  'alt="spectrogram of the clip" width="640" height="128">')
-    return f'<div class="listen-player"><audio controls preload="auto" src="{html.escape(url)}"></audio>{image}</div>'
+    # preload="none": the clip is asked for when the rater presses play (the playback record, see playback.py)
+    return f'<div class="listen-player"><audio controls preload="none" src="{html.escape(url)}"></audio>{image}</div>'
 
 
 def prompt_html(text: Optional[str]) -> str:

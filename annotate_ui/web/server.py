@@ -46,6 +46,7 @@ class ServeSettings:
     max_body_bytes: int = 1 << 20
     login_max_failures: int = 5
     login_lockout_s: float = 60.0
+    min_played_share: float = 1.0
 
     def context(self):
         """The app context on the store (refuses an un-migrated store in one line)."""
@@ -55,7 +56,8 @@ class ServeSettings:
 
         return make_context(self.db, audio_store_for(self.db, self.audio_root), lease_s=self.lease_s,
                             session_idle_s=self.session_idle_s, max_body_bytes=self.max_body_bytes,
-                            limiter=LoginLimiter(max_failures=self.login_max_failures, lockout_s=self.login_lockout_s))
+                            limiter=LoginLimiter(max_failures=self.login_max_failures, lockout_s=self.login_lockout_s),
+                            min_played_share=self.min_played_share)
 
 
 def asgi_app(ctx, concurrency: int = 16) -> fastapi.FastAPI:

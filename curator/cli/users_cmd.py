@@ -1,4 +1,4 @@
-"""`curator users add|list|disable|enable|passwd`: accounts of the rater app."""
+"""`curator users add|list|disable|enable|passwd|exclude|include`: accounts of the rater app."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
                 typer.echo("no users; add one with `curator users add NAME --role admin`")
             for u in rows:
                 last = u.last_login_at.strftime("%Y-%m-%d %H:%M") if u.last_login_at else "never"
-                typer.echo(f"{u.name}\t{u.role}\t{'active' if u.active else 'disabled'}\tlast login {last}")
+                state = ("active" if u.active else "disabled") + (", excluded" if u.excluded_at else "")
+                typer.echo(f"{u.name}\t{u.role}\t{state}\tlast login {last}")
 
     def _set_active(name: str, active: bool, db: str) -> None:
         from annotate_ui.logic.auth import disable_user, enable_user
@@ -85,6 +86,30 @@ def register(app: typer.Typer) -> None:
     def enable(name: str = typer.Argument(..., help="Login name."), db: DbOpt = DB_DEFAULT) -> None:
         """Let a disabled account log in again."""
         _set_active(name, True, db)
+
+    @users.command("exclude")
+    @user_errors
+    def exclude(name: str = typer.Argument(..., help="Login name."),
+                by: str = typer.Option("cli", "--by", help="Who decided (shown in the admin view)."),
+                db: DbOpt = DB_DEFAULT) -> None:
+        """Leave this rater's votes and ratings out of statistics, exports and training; refuse new ones."""
+        from annotate_ui.logic.quality import exclude_rater
+        from db.session import session_scope
+
+        with session_scope(db) as s:
+            exclude_rater(s, name, by=by)
+            typer.echo(f"excluded rater {name}: their votes and ratings no longer count")
+
+    @users.command("include")
+    @user_errors
+    def include(name: str = typer.Argument(..., help="Login name."), db: DbOpt = DB_DEFAULT) -> None:
+        """Count an excluded rater's votes and ratings again."""
+        from annotate_ui.logic.quality import include_rater
+        from db.session import session_scope
+
+        with session_scope(db) as s:
+            include_rater(s, name)
+            typer.echo(f"rater {name} counts again")
 
     @users.command("passwd")
     @user_errors

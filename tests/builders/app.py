@@ -1,4 +1,5 @@
-"""The rater app launched on a loopback port over a small pool, and readers of its players HTML."""
+"""The rater app launched on a loopback port over a small pool, readers of its players HTML, and
+playing its clips over HTTP."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def running_app(store_url, audio_store, *, n_pairs=6, n_raters=2, overlap=3, cap
         yield ctx, f"http://127.0.0.1:{port}/", pairs, users
     finally:
         demo.close()
+
+
+def play_all(h, players: str) -> None:
+    """GET every player's clip with the logged-in httpx client H (what the browser does on play)."""
+    for u in player_urls(players).values():
+        assert h.get("/" + u).status_code == 200
 
 
 def player_urls(players: str) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """The rater side of a listening session (arXiv 2404.09956 §5.3): `next_item` gives the next clip
 in the rater's own order (every rater gets every item, shuffled by a generator seeded with
 (session seed, session id, user id); the position is recorded), `submit_rating` stores OVL and REL
-(1–5), `skip_item`, `undo_last`. System names never leave these functions.
+(1–5) with the time on task (server clock, from the item being shown), once the media route has
+sent the clip to the rater (annotate_ui/logic/playback.py), `skip_item`, `undo_last`. System names
+never leave these functions. A rater an admin excluded gets no item and their ratings are refused.
 
 Every function takes the user id of the *authenticated* user from the caller (the UI takes it
 from the login, never from the browser). Functions flush; the caller commits.
@@ -19,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from annotate_ui.logic import playback
 from annotate_ui.logic.listening.design import _rng
 from curator.audio import AudioStore, Decoded
 from db.errors import CuratorError
@@ -68,6 +71,9 @@ def _rater(session: Session, user_id: int) -> User:
     if user is None or not user.active:
         raise CuratorError("you are not an active user of this store")
     return user
+
+
+EXCLUDED = "an admin has excluded your answers from the results; nothing was recorded"
 
 
 def _open_session(session: Session, session_id: int) -> ListeningSession:
@@ -132,14 +138,20 @@ def _audio_for(audio_store: Optional[AudioStore], clip: AudioClip) -> tuple[Opti
 
 def next_item(session: Session, session_id: int, user_id: int,
               audio_store: Optional[AudioStore] = None) -> Optional[QueueItem]:
-    """The rater's next unrated, unskipped item (None when finished)."""
+    """The rater's next unrated, unskipped item (None when finished, or when an admin excluded the
+    rater: their ratings would count nowhere)."""
     ensure_assignments(session, session_id, user_id)
+    if session.scalar(select(User.excluded_at).where(User.id == user_id)) is not None:
+        return None
     r = ListeningRating
     row = session.scalar(select(r).where(r.session_id == session_id, r.user_id == user_id,
                                          r.rated_at.is_(None), r.skipped_at.is_(None))
                          .order_by(r.position).limit(1))
     if row is None:
         return None
+    if row.served_at is None:  # time on task runs from the first showing
+        row.served_at = utcnow()
+        session.flush()
     item = row.item
     path, error = _audio_for(audio_store, item.clip)
     prog = progress(session, session_id, user_id)
@@ -191,31 +203,46 @@ class SubmitResult:
     item_id: int
     ovl: int
     rel: int
-    replayed: bool  # True: the same rating was already stored (nothing written)
+    time_on_task_ms: Optional[int]  # server clock, from the item being shown to this rating
 
 
-def submit_rating(session: Session, session_id: int, user_id: int, item_id: int, ovl: Any, rel: Any) -> SubmitResult:
-    """Store OVL and REL of ITEM_ID for the rater. A replay of the same rating is a no-op."""
+def _answered(row: ListeningRating, item_id: Any) -> CuratorError:
+    """Why an answered row takes no rating (a replay, a second rating, a skipped item)."""
+    if row.skipped_at is not None:
+        return CuratorError(f"item {item_id} was skipped; undo the skip to rate it")
+    return CuratorError(f"item {item_id} already has your rating (OVL {row.ovl}, REL {row.rel}; submitted twice?); "
+                        "nothing was changed: use undo to change your last rating")
+
+
+def submit_rating(session: Session, session_id: int, user_id: int, item_id: int, ovl: Any, rel: Any, *,
+                  min_played_share: float = playback.DEFAULT_MIN_PLAYED_SHARE) -> SubmitResult:
+    """Store OVL and REL of ITEM_ID for the rater, with the time on task (server clock).
+
+    Refused, with nothing written: a replay or a second rating of the item, a rater an admin
+    excluded, and a rating before the media route has sent MIN_PLAYED_SHARE of the clip to the
+    rater (annotate_ui/logic/playback.py)."""
     ovl = _check_score(ovl, "OVL")
     rel = _check_score(rel, "REL")
     _open_session(session, session_id)
-    _rater(session, user_id)
+    user = _rater(session, user_id)
     row = _own_row(session, session_id, user_id, item_id)
+    if row.rated_at is not None or row.skipped_at is not None:
+        raise _answered(row, item_id)
+    if user.excluded_at is not None:
+        raise CuratorError(EXCLUDED)
+    playback.require_item_played(session, user_id, row.item_id, min_played_share)
+    now = utcnow()
     # conditional update: only an unrated, unskipped row is written (safe under a concurrent replay)
     res = session.execute(
         update(ListeningRating)
         .where(ListeningRating.id == row.id, ListeningRating.rated_at.is_(None), ListeningRating.skipped_at.is_(None))
-        .values(ovl=ovl, rel=rel, rated_at=utcnow(), skip_reason=None)
+        .values(ovl=ovl, rel=rel, rated_at=now, skip_reason=None,
+                time_on_task_ms=playback.elapsed_ms(row.served_at or row.created_at, now))
         .execution_options(synchronize_session=False))
     session.refresh(row)
-    if res.rowcount == 1:
-        return SubmitResult(row.item_id, ovl, rel, replayed=False)
-    if row.skipped_at is not None:
-        raise CuratorError(f"item {item_id} was skipped; undo the skip to rate it")
-    if (row.ovl, row.rel) == (ovl, rel):
-        return SubmitResult(row.item_id, ovl, rel, replayed=True)
-    raise CuratorError(f"item {item_id} is already rated (OVL {row.ovl}, REL {row.rel}); "
-                       "use undo to change your last rating")
+    if res.rowcount != 1:
+        raise _answered(row, item_id)
+    return SubmitResult(row.item_id, ovl, rel, row.time_on_task_ms)
 
 
 def skip_item(session: Session, session_id: int, user_id: int, item_id: int, reason: str = "skipped") -> bool:
@@ -264,6 +291,8 @@ def undo_last(session: Session, session_id: int, user_id: int, *, window_s: floa
         return None
     last.ovl = last.rel = None
     last.rated_at = last.skipped_at = None
+    last.time_on_task_ms = None
+    last.served_at = utcnow()  # shown again now: the next answer's time on task runs from here
     last.skip_reason = UNDONE
     session.flush()
     return last.item_id

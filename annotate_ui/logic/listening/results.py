@@ -5,7 +5,8 @@ coverage against `min_raters`) and `export_results` (CSV + JSON, written atomica
 Gold screening rule (documented here and shown on the results page): a rater who has rated at
 least one gold item and whose mean REL over the gold items is ≥ the session's
 `gold_rel_threshold` (default 3.0) is excluded from every statistic; raters who have rated no
-gold item yet are kept and reported as unscreened.
+gold item yet are kept and reported as unscreened. A rater an admin excluded
+(annotate_ui/logic/quality.py) is left out the same way, in every session.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ class RaterSummary:
     n_gold: int
     gold_mean_rel: Optional[float]
     screened: bool
-    excluded: bool
+    excluded: bool  # by the gold rule or by an admin
     # Pearson r of this rater's real-item ratings with the other kept raters' mean on the same
     # clips (None: excluded, fewer than 3 shared clips, or no variation)
     agreement_ovl: Optional[float] = None
     agreement_rel: Optional[float] = None
+    excluded_by_admin: bool = False
 
 
 @dataclass
@@ -131,6 +133,7 @@ class RatingRow:
     rated_at: Optional[str]
     skipped: bool
     skip_reason: Optional[str]
+    time_on_task_ms: Optional[int] = None  # server clock, from the item being shown to the rating
 
 
 def rating_rows(session: Session, session_id: int) -> list[RatingRow]:
@@ -144,7 +147,7 @@ def rating_rows(session: Session, session_id: int) -> list[RatingRow]:
         out.append(RatingRow(item.id, item.clip_set_id, system, item.caption_id, item.clip_id, item.prompt,
                              item.is_gold, item.gold_kind, rating.user_id, rater, rating.position, rating.ovl,
                              rating.rel, rating.rated_at.isoformat() if rating.rated_at else None,
-                             rating.skipped_at is not None, rating.skip_reason))
+                             rating.skipped_at is not None, rating.skip_reason, rating.time_on_task_ms))
     return out
 
 
@@ -165,17 +168,18 @@ def session_results(session: Session, ref: ListeningSession | int | str, confide
         by_user[row.user_id].append(row)
     raters: list[RaterSummary] = []
     kept: set[int] = set()
+    by_admin = set(session.scalars(select(User.id).where(User.id.in_(list(by_user)), User.excluded_at.is_not(None))))
     for uid, rs in sorted(by_user.items(), key=lambda kv: kv[1][0].rater):
         rated = [x for x in rs if x.ovl is not None]
         real = [x for x in rated if not x.is_gold]
         gold = [x for x in rated if x.is_gold]
         gold_rel = _mean([x.rel for x in gold])
-        excluded = gold_rel is not None and gold_rel >= ls.gold_rel_threshold
+        excluded = (gold_rel is not None and gold_rel >= ls.gold_rel_threshold) or uid in by_admin
         if not excluded:
             kept.add(uid)
         raters.append(RaterSummary(uid, rs[0].rater, len(rs), len(rated), sum(x.skipped for x in rs),
                                    _mean([x.ovl for x in real]), _mean([x.rel for x in real]), len(gold),
-                                   gold_rel, bool(gold), excluded))
+                                   gold_rel, bool(gold), excluded, excluded_by_admin=uid in by_admin))
 
     # 2. Per system over kept raters' ratings of real items: raters × prompts tables (one clip per
     # prompt and system), the mean of per-clip means with a cluster bootstrap over prompts and raters

@@ -18,7 +18,7 @@ from annotate_ui.logic.logins import LoginLimiter, LoginSessions, TokenMap
 from annotate_ui.web.app import launch, make_context
 from builders.ports import free_port
 from builders.serve import serve_process
-from builders.ui import PASSWORD, make_pool, make_users
+from builders.ui import PASSWORD, make_pool, make_users, play_item, play_pair
 from db.annotation import AuditAssignment
 from db.listening import ListeningRating
 from db.errors import CuratorError
@@ -73,6 +73,8 @@ def test_audit_steps_vote_once_and_hand_out_blind_urls(store_url, audio_store):
     # four opaque tokens (audio and image of each side): nothing names the assignment or a clip
     assert len(set(urls)) == 4 and all(re.fullmatch(r"media/[A-Za-z0-9_-]{24}", u) for u in urls)
     assert steps.audit_next(ctx, r0).assignment_id == v.assignment_id  # the open pair comes back
+    with ctx.session() as s:
+        play_pair(s, audio_store, r0, v.assignment_id)
     nxt = steps.audit_vote(ctx, r0, v.assignment_id, "B", "  ")
     assert nxt.message == "Recorded: B better." and nxt.done == 1 and nxt.assignment_id != v.assignment_id
     with pytest.raises(CuratorError, match="already has your vote"):
@@ -81,6 +83,8 @@ def test_audit_steps_vote_once_and_hand_out_blind_urls(store_url, audio_store):
         steps.audit_vote(ctx, r1, nxt.assignment_id, "A")
     with pytest.raises(CuratorError, match="verdict"):
         steps.audit_vote(ctx, r0, nxt.assignment_id, "C")
+    with pytest.raises(CuratorError):  # clips not played yet: refused, nothing recorded
+        steps.audit_vote(ctx, r0, nxt.assignment_id, "A")
     skipped = steps.audit_skip(ctx, r0, nxt.assignment_id)
     assert skipped.message == "Skipped." and skipped.skipped == 1
     with ctx.session() as s:
@@ -88,7 +92,7 @@ def test_audit_steps_vote_once_and_hand_out_blind_urls(store_url, audio_store):
                          .where(AuditAssignment.user_id == r0.id).order_by(AuditAssignment.id)).all()
     assert [tuple(r) for r in rows] == [("B", "done"), (None, "skipped"), (None, "assigned")]
     d = skipped.as_dict()
-    assert set(d) == {"assignment_id", "caption", "clips", "done", "skipped", "remaining", "message"}
+    assert set(d) == {"assignment_id", "caption", "clips", "done", "skipped", "remaining", "message", "empty_reason"}
 
 
 def test_listening_steps_rate_each_clip_once(store_url, audio_store):
@@ -98,11 +102,16 @@ def test_listening_steps_rate_each_clip_once(store_url, audio_store):
         sid = _listening(s, audio_store, n_prompts=2)
     v = steps.listen_next(ctx, r0, sid)
     assert v.item_id is not None and v.total == 4 and v.done == 0 and v.clip.audio.startswith("media/")
+    with ctx.session() as s:
+        play_item(s, audio_store, r0.id, sid, v.item_id)
     nxt = steps.listen_rate(ctx, r0, sid, v.item_id, 4, 5)
     assert nxt.done == 1 and nxt.item_id != v.item_id and "Recorded OVL 4, REL 5" in nxt.message
-    assert "already recorded" in steps.listen_rate(ctx, r0, sid, v.item_id, 4, 5).message  # a replay writes nothing
-    with pytest.raises(CuratorError, match="already rated"):
+    with pytest.raises(CuratorError, match="already"):  # a replay is refused and writes nothing
+        steps.listen_rate(ctx, r0, sid, v.item_id, 4, 5)
+    with pytest.raises(CuratorError, match="already"):
         steps.listen_rate(ctx, r0, sid, v.item_id, 1, 1)
+    with ctx.session() as s:
+        play_item(s, audio_store, r0.id, sid, nxt.item_id)
     with pytest.raises(CuratorError, match="OVL must be a whole number"):
         steps.listen_rate(ctx, r0, sid, nxt.item_id, "5", 5)
     with pytest.raises(CuratorError, match="choose a listening session"):
@@ -192,7 +201,11 @@ def test_json_routes_need_a_login_and_record_a_vote_once(store_url, audio_store)
             h1.post("/login", data={"username": "rater1", "password": PASSWORD}).raise_for_status()
             v = h.post("/api/audit/next", json={}).json()
             aid = v["assignment_id"]
-            assert isinstance(aid, int) and v["remaining"] == 3 and h.get("/" + v["clips"][0]["audio"]).status_code == 200
+            assert isinstance(aid, int) and v["remaining"] == 3
+            early = h.post("/api/audit/vote", json={"assignment_id": aid, "verdict": "A"})
+            assert early.status_code == 400  # before both clips were played: refused
+            for clip in v["clips"]:
+                assert h.get("/" + clip["audio"]).status_code == 200
             # not JSON: refused before anything is read (a form of another site cannot send JSON unasked)
             r = h.post("/api/audit/vote", data={"assignment_id": aid, "verdict": "A"})
             assert r.status_code == 400 and "JSON" in r.json()["error"]
@@ -206,6 +219,7 @@ def test_json_routes_need_a_login_and_record_a_vote_once(store_url, audio_store)
             # the listening tab's next clip and rating
             assert h.get("/api/listen/sessions").json() == {"sessions": [{"id": sid, "name": "hot-path"}]}
             c = h.post("/api/listen/next", json={"session_id": sid}).json()
+            assert h.get("/" + c["clip"]["audio"]).status_code == 200
             r = h.post("/api/listen/rate", json={"session_id": sid, "item_id": c["item_id"], "ovl": 3, "rel": 4})
             assert r.status_code == 200 and r.json()["done"] == 1
             # a disabled account is refused at once, on its live login
@@ -275,6 +289,8 @@ def test_two_worker_processes_share_logins_and_keep_overlap_exact(pg_reason, aud
                         v = h.post("/api/audit/next", json={}).json()
                         if v["assignment_id"] is None:
                             continue
+                        for clip in v["clips"]:
+                            assert h.get("/" + clip["audio"]).status_code == 200
                         r = h.post("/api/audit/vote", json={"assignment_id": v["assignment_id"], "verdict": "A"})
                         assert r.status_code == 200, r.text
                         cast[name].append(v["assignment_id"])

@@ -9,7 +9,7 @@ import pytest
 
 from annotate_ui.logic import audit
 from annotate_ui.web.app import make_context
-from builders.browser import BROWSER_MARKS, login
+from builders.browser import BROWSER_MARKS, login, play_both
 from builders.ports import free_port
 from builders.serve import serve_process
 from builders.ui import make_pool, make_users
@@ -41,6 +41,7 @@ def test_a_login_on_one_process_holds_on_the_other(pg_reason, audio_store, brows
         page.goto(f"http://127.0.0.1:{ports[1]}/")
         page.locator("#who").get_by_text("Signed in as rater0").wait_for(timeout=30000)
         assert page.get_by_label(re.compile("password", re.I)).count() == 0
+        play_both(page)
         page.locator("#vote-A").click()
         expect(page.locator("#audit-progress")).to_contain_text("Done 1", timeout=30000)
         # logging out on B ends the login on A too

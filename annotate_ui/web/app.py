@@ -552,11 +552,13 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                         return _audit_outputs(steps.audit_vote(ctx, user, assignment_id, verdict, note_text))
                     except CuratorError as exc:
                         message = f"⚠ {exc}"
-                    view = steps.audit_next(ctx, user)
-                    if view.assignment_id is not None and str(view.assignment_id) == str(assignment_id):
-                        # the same pair stays: its players (and what they played), caption and note as they are
+                    with ctx.session() as s:
+                        still = audit.current_assignment(s, user)
+                    if still is not None and str(still.id) == str(assignment_id):
+                        # the same pair stays: its players (and what they played, under the same
+                        # tokens), caption and note as they are
                         return gr.update(), gr.update(), gr.update(), gr.update(), message, gr.update()
-                    return _audit_outputs(dataclasses.replace(view, message=message))
+                    return _audit_outputs(dataclasses.replace(steps.audit_next(ctx, user), message=message))
             return on_vote
 
         def on_skip(assignment_id: str, request: gr.Request):

@@ -525,12 +525,14 @@ def render_table(results: dict) -> str:
              f"{cfg['seeds']} training seed(s) per arm", "",
              "Mean [95 % interval]; lower is better for " + ", ".join(m for m in TABLE_METRICS if m in LOWER) + ".", "",
              "| arm | " + " | ".join(TABLE_METRICS) + " |", "|---" * (len(TABLE_METRICS) + 1) + "|"]
-    for arm, metrics in results["arms"].items():
+    for arm in (a for a in ARMS if a in results["arms"]):
+        metrics = results["arms"][arm]
         lines.append(f"| {arm} | " + " | ".join(_cell(metrics.get(m)) for m in TABLE_METRICS) + " |")
     lines += ["", "Paired differences over test prompts (pooled over seeds):", "",
               "| difference | " + " | ".join(m for m in TABLE_METRICS if m != "fad") + " |",
               "|---" * len(TABLE_METRICS) + "|"]
-    for key, metrics in results["paired"].items():
+    for key in (f"{a}-{b}" for a, b in PAIRED if f"{a}-{b}" in results["paired"]):
+        metrics = results["paired"][key]
         lines.append(f"| {key.replace('-', ' − ', 1)} | "
                      + " | ".join(_cell(metrics.get(m)) for m in TABLE_METRICS if m != "fad") + " |")
     sweep = results.get("sweep") or {}
@@ -548,7 +550,8 @@ def render_table(results: dict) -> str:
 
 
 def render_figure(results: dict, path: Path) -> None:
-    """One panel per metric: each arm's mean with its 95 % interval (matplotlib, PNG)."""
+    """Top rows: each arm's mean with its 95 % interval, one panel per metric; bottom row: the
+    paired differences (PAIRED) with their intervals, against a line at zero (matplotlib, PNG)."""
     import io
 
     import matplotlib
@@ -558,25 +561,40 @@ def render_figure(results: dict, path: Path) -> None:
 
     from curator.audio import atomic_write_bytes
 
-    arms = list(results["arms"])
+    arms = [a for a in ARMS if a in results["arms"]]  # results.json sorts its keys; the figure keeps the arms' order
     metrics = [m for m in TABLE_METRICS if any(results["arms"][a].get(m, {}).get("mean") is not None for a in arms)]
+    diffs = [m for m in ("judge_a", "judge_b", "ordering_error_rate", "presence_recall") if m in metrics]
     cols = 4
-    rows = max(1, (len(metrics) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
-    for ax, m in zip(axes.flat, metrics):
-        cells = [results["arms"][a].get(m) or {} for a in arms]
-        means = [c.get("mean") if c.get("mean") is not None else float("nan") for c in cells]
-        err = [[(c["mean"] - c["ci95"][0]) if c.get("mean") is not None else 0 for c in cells],
-               [(c["ci95"][1] - c["mean"]) if c.get("mean") is not None else 0 for c in cells]]
-        ax.bar(range(len(arms)), means, yerr=err, capsize=3, color=[f"C{i}" for i in range(len(arms))])
-        ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=8)
-        ax.set_title(m + (" (lower is better)" if m in LOWER else ""), fontsize=9)
-    for ax in list(axes.flat)[len(metrics):]:
+    top = max(1, (len(metrics) + cols - 1) // cols)
+    fig, axes = plt.subplots(top + 1, cols, figsize=(3.4 * cols, 2.9 * (top + 1)), squeeze=False)
+
+    def points(ax, labels: list[str], cells: list[dict], title: str, zero: bool) -> None:
+        for x, c in enumerate(cells):
+            if c.get("mean") is not None:
+                ax.errorbar([x], [c["mean"]], yerr=[[c["mean"] - c["ci95"][0]], [c["ci95"][1] - c["mean"]]], fmt="o",
+                            capsize=4, color=f"C{x}")
+        if zero:
+            ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.set_title(title, fontsize=9)
+
+    flat = list(axes.flat)
+    for ax, m in zip(flat, metrics):
+        points(ax, arms, [results["arms"][a].get(m) or {} for a in arms], m + (" (lower is better)" if m in LOWER else ""),
+               False)
+    for ax in flat[len(metrics):top * cols]:
+        ax.axis("off")
+    keys = [f"{a}-{b}" for a, b in PAIRED if f"{a}-{b}" in results["paired"]]
+    for ax, m in zip(flat[top * cols:], diffs):
+        points(ax, [k.replace("-", " − ", 1) for k in keys], [results["paired"][k].get(m) or {} for k in keys],
+               f"paired Δ {m}", True)
+    for ax in flat[top * cols + len(diffs):]:
         ax.axis("off")
     fig.suptitle(f"miniature Tango 2: {results['test_prompts']} test prompts, mean and 95 % interval", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 

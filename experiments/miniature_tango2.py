@@ -69,31 +69,31 @@ class ExperimentConfig:
     seed: int = 0
     seeds: int = 3  # training seeds per arm
     pretrain_size: str = "default"  # trainer pretrain --size
-    # extra --set key=value for trainer pretrain: 1400 UNet steps instead of the default size's 2000, because
-    # on the shared machine a step took 1.2 s, not the 0.44 s measured alone (README: the measured times)
-    pretrain_set: list[str] = field(default_factory=lambda: ["steps=1400"])
+    # extra --set key=value for trainer pretrain: 1000 UNet steps instead of the default size's 2000, because
+    # on the shared machine a step took 1.2–1.8 s, not the 0.44 s measured alone (README: the measured times)
+    pretrain_set: list[str] = field(default_factory=lambda: ["steps=1000"])
     n_curation: int = 400  # curation captions (the store's split "train")
-    clusters: int = 8  # T1: KMeans clusters × captions per cluster (arXiv 2404.09956 §4.1, scaled down)
-    per_cluster: int = 5
-    t2_limit: int = 40  # Strategy 3 on the first N T2 captions (0 = all of T2)
+    clusters: int = 6  # T1: KMeans clusters × captions per cluster (arXiv 2404.09956 §4.1, scaled down)
+    per_cluster: int = 4
+    t2_limit: int = 24  # Strategy 3 on the first N T2 captions (0 = all of T2)
     n_validation: int = 50
     n_test: int = 100
     min_events: int = 1
     max_events: int = 3
     thresholds: str = "paper"  # "paper", or "alpha1=…,beta1=…,delta1=lo:hi,…" (a preset recalibrated from it)
-    min_pairs: int = 30  # the preset must keep at least this many pairs, or curation stops with a line saying so
-    max_steps: int = 100  # optimizer steps of every trained arm (and of every sweep run)
+    min_pairs: int = 20  # the preset must keep at least this many pairs, or curation stops with a line saying so
+    max_steps: int = 60  # optimizer steps of every trained arm (and of every sweep run)
     sft_epochs: int = 1  # the DPO arms' SFT epoch (arXiv 2404.09956 §5.1)
     # the sweep's grid: arXiv 2404.09956 §5.1's β (2000) with a lower and a higher one, two learning rates
     sweep_betas: list[float] = field(default_factory=lambda: [500.0, 2000.0, 8000.0])
     sweep_learning_rates: list[float] = field(default_factory=lambda: [1e-5, 1e-4])
-    sweep_prompts: int = 24  # validation captions the sweep scores (0 = all)
+    sweep_prompts: int = 20  # validation captions the sweep scores (0 = all)
     train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
-    lr_warmup_steps: int = 10
+    lr_warmup_steps: int = 6
     eval_steps: int = 25  # denoising steps of the comparisons (sweep and test)
     eval_seeds: int = 1  # generation seeds per prompt
-    eval_prompts: int = 40  # test captions compared (0 = all of the test split)
+    eval_prompts: int = 30  # test captions compared (0 = all of the test split)
 
     def __post_init__(self) -> None:
         bad = []

@@ -69,9 +69,9 @@ class ExperimentConfig:
     seed: int = 0
     seeds: int = 3  # training seeds per arm
     pretrain_size: str = "default"  # trainer pretrain --size
-    # extra --set key=value for trainer pretrain: 1000 UNet steps instead of the default size's 2000, because
-    # on the shared machine a step took 1.2–1.8 s, not the 0.44 s measured alone (README: the measured times)
-    pretrain_set: list[str] = field(default_factory=lambda: ["steps=1000"])
+    # extra --set key=value for trainer pretrain: 1200 UNet steps instead of the default size's 2000, because
+    # on the shared machine a step took 1.2 s, not the 0.44 s measured alone (README: the measured times)
+    pretrain_set: list[str] = field(default_factory=lambda: ["steps=1200"])
     n_curation: int = 400  # curation captions (the store's split "train")
     clusters: int = 6  # T1: KMeans clusters × captions per cluster (arXiv 2404.09956 §4.1, scaled down)
     per_cluster: int = 4

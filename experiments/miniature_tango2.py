@@ -80,7 +80,12 @@ class ExperimentConfig:
     n_test: int = 100
     min_events: int = 1
     max_events: int = 3
-    thresholds: str = "paper"  # "paper", or "alpha1=…,beta1=…,delta1=lo:hi,…" (a preset recalibrated from it)
+    # "paper", or "alpha1=…,beta1=…,delta1=lo:hi,…": a preset recalibrated from it. The paper's keeps 1 of the
+    # 166 candidate pairs of the full run (the world judges score this model's clips 0.29–0.46, margins
+    # mostly < 0.05), so the full run's preset keeps the paper's shape on the judges' own scale: α at the
+    # median winner score under each judge, β1 at the 10th percentile of the losers (β2 0 as the paper's),
+    # δ1 in [0.01, 0.35] and judge B agreeing on the winner (δ2 in [0, 0.70]) — README: the calibration
+    thresholds: str = "alpha1=0.334,alpha2=0.387,beta1=0.288,beta2=0,delta1=0.01:0.35,delta2=0:0.7"
     min_pairs: int = 20  # the preset must keep at least this many pairs, or curation stops with a line saying so
     max_steps: int = 60  # optimizer steps of every trained arm (and of every sweep run)
     sft_epochs: int = 1  # the DPO arms' SFT epoch (arXiv 2404.09956 §5.1)

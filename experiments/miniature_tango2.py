@@ -98,7 +98,7 @@ class ExperimentConfig:
     lr_warmup_steps: int = 6
     eval_steps: int = 25  # denoising steps of the comparisons (sweep and test)
     eval_seeds: int = 1  # generation seeds per prompt
-    eval_prompts: int = 30  # test captions compared (0 = all of the test split)
+    eval_prompts: int = 50  # test captions compared (0 = all of the test split)
 
     def __post_init__(self) -> None:
         bad = []

@@ -303,6 +303,8 @@ class Run:
             table = flt.load_pair_table(session)
             kept = flt.strategy_counts(table, flt.keep_mask(table, th))
             pool = flt.strategy_counts(table)
+            # "unfiltered" still asks both judges to prefer the winner (keep_mask's w > l), so it is not the pool
+            agreed = flt.strategy_counts(table, flt.keep_mask(table, parse_thresholds("open")))
         if kept["total"] < c.min_pairs:
             raise CuratorError(f"the {preset} preset keeps {kept['total']} of {pool['total']} candidate pairs "
                                f"(fewer than min_pairs={c.min_pairs}); recalibrate it with the threshold view and "
@@ -314,7 +316,8 @@ class Run:
                 curator_cli(["export", exports / name, "--preset", p, "--db", db, "--force"])
         n_no_s23 = write_subset(exports / "filtered", exports / "no_s23", {"1.1", "1.2"})
         return {"preset": preset, "thresholds": th.as_dict(), "kept": kept, "pool": pool,
-                "n_pairs": {"filtered": kept["total"], "unfiltered": pool["total"], "no_s23": n_no_s23}}
+                "n_pairs": {"filtered": kept["total"], "unfiltered": agreed["total"], "no_s23": n_no_s23,
+                            "candidates": pool["total"]}}
 
     # training and comparing, shared by the sweep and the arms
 

@@ -10,10 +10,10 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch first (the local CPU wheel), then the project with its dev extras.
+# torch first (the local CPU wheel), then the project with its dev and offline extras.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,offline]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 
 import typer
+from sqlalchemy import func, select
 
+from curator.audio import audio_store_for
 from curator.cli.common import AudioRootOpt, DB_DEFAULT, DbOpt, user_errors, version_option
+from db.annotation import User
+from db.errors import CuratorError
+from db.session import safe_url
 
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -28,21 +33,21 @@ def serve(
                                            help="Failed logins of one account or from one client before a lockout."),
     login_lockout_s: float = typer.Option(60.0, "--login-lockout-s", min=1.0,
                                           help="The first lockout; each further one doubles (up to a day)."),
+    min_played_share: float = typer.Option(
+        1.0, "--min-played-share",
+        help="A vote or rating is accepted once the server has sent this share of each of its clips to the rater "
+             "(1.0: to the end)."),
     version: bool = version_option("annotate-ui"),
 ) -> None:
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
-    from sqlalchemy import func, select
-
-    from annotate_ui.app import launch, make_context
-    from annotate_ui.auth import LoginLimiter
-    from curator.audio import audio_store_for
-    from curator.errors import CuratorError
-    from db.annotation import User
-    from db.session import safe_url
+    # imported when the app starts, so `annotate-ui --help` answers without loading Gradio (seconds)
+    from annotate_ui.logic.auth import LoginLimiter
+    from annotate_ui.web.app import launch, make_context
 
     ctx = make_context(db, audio_store_for(db, audio_root), lease_s=60 * lease_minutes,  # refuses an un-migrated store
                        session_idle_s=60 * session_idle_minutes, max_body_bytes=1024 * max_body_kb,
-                       limiter=LoginLimiter(max_failures=login_max_failures, lockout_s=login_lockout_s))
+                       limiter=LoginLimiter(max_failures=login_max_failures, lockout_s=login_lockout_s),
+                       min_played_share=min_played_share)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with ctx.session() as s:
         admins = s.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True)))

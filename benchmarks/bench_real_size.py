@@ -57,11 +57,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from curator.paper import CLIP_SECONDS, DPO_BETA, GUIDANCE_SCALE, HOP_LENGTH, SAMPLE_RATE, STEPS_1_1  # noqa: E402
+
 STEP_VARIANTS = ("official-style", "this trainer", "live reference", "live reference bf16", "bf16 autocast",
                  "gradient checkpointing", "eager attention", "channels-last")
 OPTIONAL_VARIANTS = ("torch.compile",)
 OPTIMIZERS = ("adamw foreach", "adamw fused", "adamw8bit")
-STRATEGY_11_STEPS = (5, 25, 50, 100)  # arXiv 2404.09956 §4.1
+STRATEGY_11_STEPS = STEPS_1_1
 PEAK_FLOPS = {"bf16": {"H100": 989e12, "H200": 989e12, "A100": 312e12}}  # dense tensor-core peak
 
 
@@ -129,13 +131,13 @@ def _official_loss(tango, unet, ref, x):
 
 
 def _trainer_loss(tango, unet, ref, x, ref_mse=None, ref_autocast=None):
-    from trainer.train import StepBatch, dpo_forward, reference_mse
+    from trainer.steps import StepBatch, dpo_forward, reference_mse
 
     batch = StepBatch(x["z_w"], x["z_l"], x["hidden"], x["mask"], x["t"], x["noise"])
     if ref_mse is None and ref_autocast is not None:  # a half-precision reference pass
         with torch.autocast(x["z_w"].device.type, dtype=ref_autocast):
             ref_mse = reference_mse(ref, tango.scheduler, batch).float()
-    return dpo_forward(unet, ref, tango.scheduler, batch, 2000.0, ref_mse)[0]
+    return dpo_forward(unet, ref, tango.scheduler, batch, DPO_BETA, ref_mse)[0]
 
 
 def _release() -> None:
@@ -153,7 +155,7 @@ def _release() -> None:
 def child_step(variant: str, folder: str, pairs: int, seconds: float, steps: int, warmup: int = 1) -> dict:
     """One training-step variant, in this (sub)process."""
     from curator.models.tango import load_tango
-    from trainer.train import StepBatch, reference_mse
+    from trainer.steps import StepBatch, reference_mse
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tango = load_tango(folder, device=device)
@@ -233,7 +235,7 @@ def child_optim(kind: str, folder: str, slice_params: int, steps: int) -> dict:
     """One AdamW step over the first SLICE_PARAMS parameters of the real UNet (their shapes, random
     values): time and state bytes."""
     from curator.models.real_size import real_size_configs
-    from curator.models.tango import unet_from_config
+    from curator.models.tango.parts import unet_from_config
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with torch.device("meta"):
@@ -280,7 +282,7 @@ def child_generate(folder: str, seconds: float, runs: tuple[int, int] = (1, 3)) 
     with RssPeak() as peak:
         for steps in runs:
             t0 = time.perf_counter()
-            generate(tango, ["a dog barks while a car passes"], steps=steps, guidance=3.0, seeds=[0], duration_s=seconds)
+            generate(tango, ["a dog barks while a car passes"], steps=steps, guidance=GUIDANCE_SCALE, seeds=[0], duration_s=seconds)
             out[steps] = time.perf_counter() - t0
     a, b = runs
     per_step = (out[b] - out[a]) / (b - a)
@@ -298,10 +300,11 @@ def count_flops(seconds: float, pairs: int) -> dict:
     from transformers import T5Config, T5EncoderModel
 
     from curator.models.real_size import real_size_configs
-    from curator.models.tango import VaeConfig, unet_from_config, vae_from_config
+    from curator.models.tango.config import VaeConfig
+    from curator.models.tango.parts import unet_from_config, vae_from_config
 
     cfgs = real_size_configs()
-    frames = int(round(seconds * 16000 / 160)) // 4 * 4  # mel frames, a multiple of the VAE's 4
+    frames = int(round(seconds * SAMPLE_RATE / HOP_LENGTH)) // 4 * 4  # mel frames, a multiple of the VAE's 4
     with torch.device("meta"):
         unet = unet_from_config(cfgs["unet"])
         t5 = T5EncoderModel(T5Config(**cfgs["text_encoder"]))
@@ -355,17 +358,13 @@ def _run_child(args_list: list[str], timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
-def _gib(b: float) -> str:
-    return f"{b / 2**30:.2f} GiB"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=0, help="pairs per micro-batch (default: 4 on a GPU, 1 on CPU)")
     ap.add_argument("--seconds", type=float, default=0.0, help="clip length (default: 10.24 on a GPU, 2.56 on CPU)")
     ap.add_argument("--steps", type=int, default=2, help="timed steps per variant")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
-    ap.add_argument("--gen-seconds", type=float, default=10.24, help="clip length of the generation measurement")
+    ap.add_argument("--gen-seconds", type=float, default=CLIP_SECONDS, help="clip length of the generation measurement")
     ap.add_argument("--gen-steps", default="1,3", help="the two step counts the generation cost is fitted from")
     ap.add_argument("--variants", default=",".join(STEP_VARIANTS + OPTIMIZERS + ("generation",)),
                     help=f"comma-separated; also {', '.join(OPTIONAL_VARIANTS)}")
@@ -379,7 +378,7 @@ def main() -> None:
     args = ap.parse_args()
     gpu = torch.cuda.is_available()
     pairs = args.pairs or (4 if gpu else 1)
-    seconds = args.seconds or (10.24 if gpu else 2.56)
+    seconds = args.seconds or (CLIP_SECONDS if gpu else 2.56)
 
     if args.child:  # one measurement, printed as one JSON line
         kind, _, name = args.child.partition(":")
@@ -402,7 +401,7 @@ def main() -> None:
                 name, sep, rest = line.strip().partition(": {")
                 if sep and name in STEP_VARIANTS + OPTIONAL_VARIANTS + OPTIMIZERS + ("generation",):
                     results[name] = json.loads("{" + rest)
-        report(results, counts, count_flops(seconds, pairs), count_flops(10.24, 4), pairs, seconds, gpu)
+        report(results, counts, count_flops(seconds, pairs), count_flops(CLIP_SECONDS, 4), pairs, seconds, gpu)
         return
     folder = Path(args.folder)
     if not (folder / "main_config.json").is_file():
@@ -415,7 +414,7 @@ def main() -> None:
     from trainer.memory import estimate_train_memory
 
     variants = [v for v in args.variants.split(",") if v]
-    flops_cpu, flops_paper = count_flops(seconds, pairs), count_flops(10.24, 4)
+    flops_cpu, flops_paper = count_flops(seconds, pairs), count_flops(CLIP_SECONDS, 4)
     results: dict[str, dict] = {}
     for v in variants:
         if v in STEP_VARIANTS + OPTIONAL_VARIANTS:

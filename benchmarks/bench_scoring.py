@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from curator.audio import resample
+from curator.audio import CLAP_SAMPLE_RATE, resample
+from curator.paper import CLIP_SECONDS, SAMPLE_RATE
 from curator.scoring.clap import TEXT_MAX_LENGTH, load_clap
 from curator.scoring.features import quantize_int16
 from curator.scoring.tiny import CORPUS, build_tiny_clap
@@ -36,13 +37,13 @@ from curator.scoring.tiny import CORPUS, build_tiny_clap
 def workload(n_captions: int, clips_per_caption: int = 4, seed: int = 0) -> tuple[list[str], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     texts, waves = [], []
-    t = np.arange(int(16_000 * 10.24)) / 16_000
+    t = np.arange(int(SAMPLE_RATE * CLIP_SECONDS)) / SAMPLE_RATE
     for c in range(n_captions):
         caption = CORPUS[c % len(CORPUS)] + ("" if c < len(CORPUS) else f" (take {c // len(CORPUS)})")
         for k in range(clips_per_caption):
             wave = 0.3 * np.sin(2 * np.pi * (150 + 40 * c + 90 * k) * t) + 0.03 * rng.standard_normal(t.size)
             texts.append(caption)
-            waves.append(resample(wave.astype(np.float32), 16_000, 48_000))
+            waves.append(resample(wave.astype(np.float32), SAMPLE_RATE, CLAP_SAMPLE_RATE))
     return texts, waves
 
 

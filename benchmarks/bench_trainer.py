@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curator.audio import SAMPLE_RATE
+from curator.paper import DPO_BETA
 from trainer.cache import clip_samples, fit_length
 from trainer.loss import diffusion_target, dpo_loss, per_sample_mse
 from trainer.synthetic import PROMPTS, pair_waves
@@ -54,17 +54,17 @@ def _official_step(tango, unet, ref, waves_w, waves_l, prompts, noise, t):
         out[side] = per_sample_mse(unet(noisy, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample, target)
         with torch.no_grad():  # separate reference passes
             out["r" + side] = per_sample_mse(ref(noisy, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample, target)
-    terms = dpo_loss(torch.cat([out["w"], out["l"]]), torch.cat([out["rw"], out["rl"]]), 2000.0)
+    terms = dpo_loss(torch.cat([out["w"], out["l"]]), torch.cat([out["rw"], out["rl"]]), DPO_BETA)
     return terms.loss
 
 
 def _trainer_step(tango, unet, ref, z_w, z_l, hidden, mask, noise, t, ref_mse=None):
-    """trainer.train.dpo_forward on cached features: one batched policy pass, plus one batched
+    """trainer.steps.dpo_forward on cached features: one batched policy pass, plus one batched
     reference pass unless REF_MSE (the pre-pass's terms for this batch) is given."""
-    from trainer.train import StepBatch, dpo_forward
+    from trainer.steps import StepBatch, dpo_forward
 
     batch = StepBatch(z_w, z_l, hidden, mask, t, noise)
-    return dpo_forward(unet, ref, tango.scheduler, batch, 2000.0, ref_mse)[0]
+    return dpo_forward(unet, ref, tango.scheduler, batch, DPO_BETA, ref_mse)[0]
 
 
 def _peak_cpu_bytes(fn) -> int:
@@ -149,7 +149,7 @@ def main() -> None:
     t = torch.randint(0, 1000, (args.batch,), generator=g).to(device)
 
     # the reference pre-pass (trainer/reference.py): its cost per micro-batch, timed on its own
-    from trainer.train import StepBatch, reference_mse
+    from trainer.steps import StepBatch, reference_mse
 
     ref_unet = copy.deepcopy(tango.unet).eval().requires_grad_(False)
     batch = StepBatch(z_w, z_l, hidden, mask, t, noise)

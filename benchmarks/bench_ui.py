@@ -8,7 +8,7 @@
    runs (a rater waits about that long before each vote); the headline is the closed loop
    (think 0: every rater votes again at once). Also checks the load-test invariants (no vote
    lost or duplicated, no pair over its overlap, never twice to one rater).
-2. Threshold view refresh (`annotate_ui.tuning.view` + the frames the plots get) at 100k and 1M
+2. Threshold view refresh (`annotate_ui.logic.tuning.view` + the frames the plots get) at 100k and 1M
    pairs of random scores.
 3. --login-flood N: one rater's next-pair latency alone, then while N anonymous clients flood
    /login with wrong passwords (argon2 checks run on worker threads; the lockout then refuses
@@ -152,13 +152,13 @@ def bench_http(db_url: str | None, raters: int, votes: int, overlap: int = 3, th
 def _bench_http(url: str, tmp: Path, raters: int, votes: int, overlap: int, think_ms: float) -> dict:
     from sqlalchemy import select
 
-    from annotate_ui import audit
-    from annotate_ui.app import make_context
+    from annotate_ui.logic import audit
+    from annotate_ui.web.app import make_context
     from curator.audio import AudioStore
     from db.annotation import AuditAssignment
     from db.session import upgrade
-    from test_ui_app import free_port
-    from test_ui_fixtures import PASSWORD, make_pool, make_users
+    from builders.ports import free_port
+    from builders.ui import PASSWORD, make_pool, make_users
 
     upgrade(url)
     store = AudioStore(tmp / "audio")
@@ -260,10 +260,10 @@ def bench_logic(db_url: str | None, raters: int, votes: int, overlap: int = 3) -
 
 
 def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> dict:
-    from annotate_ui import audit
+    from annotate_ui.logic import audit
     from curator.audio import AudioStore
     from db.session import open_store, upgrade
-    from test_ui_fixtures import make_pool, make_users
+    from builders.ui import make_pool, make_users, mark_played
 
     upgrade(url)
     factory = open_store(url)
@@ -282,6 +282,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
             with factory() as s:
                 task = audit.next_assignment(s, u)
                 s.commit()
+                mark_played(s, u.id, task.assignment_id)
                 audit.vote(s, u, task.assignment_id, "A")
                 s.commit()
             mine.append(time.perf_counter() - t)
@@ -299,7 +300,7 @@ def _bench_logic(url: str, tmp: Path, raters: int, votes: int, overlap: int) -> 
 
 
 def bench_view(n: int, repeats: int = 20) -> dict:
-    from annotate_ui import audit, tuning
+    from annotate_ui.logic import audit, tuning
     from curator.filter import PairTable, Thresholds
 
     rng = np.random.default_rng(0)
@@ -348,12 +349,12 @@ def bench_login_flood(db_url: str | None, votes: int, flooders: int) -> dict:
 def _bench_login_flood(url: str, tmp: Path, votes: int, flooders: int, extra: tuple[str, ...]) -> dict:
     import httpx
 
-    from annotate_ui import audit
-    from annotate_ui.app import make_context
+    from annotate_ui.logic import audit
+    from annotate_ui.web.app import make_context
     from curator.audio import AudioStore
     from db.session import upgrade
-    from test_ui_app import free_port
-    from test_ui_fixtures import PASSWORD, make_pool, make_users
+    from builders.ports import free_port
+    from builders.ui import PASSWORD, make_pool, make_users
 
     upgrade(url)
     store = AudioStore(tmp / "audio")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from curator.paper import CLIP_SECONDS, GUIDANCE_SCALE, STEPS
 from curator.world import make_generator, make_judge, random_captions
 from curator.world.judge import detect, templates
 
@@ -15,7 +16,7 @@ from curator.world.judge import detect, templates
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--clips", type=int, default=200)
-    ap.add_argument("--duration", type=float, default=10.24)
+    ap.add_argument("--duration", type=float, default=CLIP_SECONDS)
     args = ap.parse_args()
     caps = random_captions(args.clips, seed=0)
     t0 = time.perf_counter()
@@ -23,7 +24,7 @@ def main() -> None:
     t_templates = time.perf_counter() - t0
     gen = make_generator()
     t0 = time.perf_counter()
-    waves = [gen.generate([c], steps=50, guidance=3.0, seeds=[i], duration_s=args.duration)[0] for i, c in enumerate(caps)]
+    waves = [gen.generate([c], steps=STEPS, guidance=GUIDANCE_SCALE, seeds=[i], duration_s=args.duration)[0] for i, c in enumerate(caps)]
     t_render = time.perf_counter() - t0
     t0 = time.perf_counter()
     for w in waves:

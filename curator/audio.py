@@ -18,9 +18,10 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy.engine import make_url
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
+from curator.fsutil import atomic_write_bytes
+from curator.paper import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000  # Tango's audio rate (arXiv 2404.09956 §3.1)
 CLAP_SAMPLE_RATE = 48_000  # laion CLAP's input rate
 
 
@@ -122,21 +123,6 @@ def encode_wav(wave: np.ndarray, sample_rate: int) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     return buf.getvalue()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside PATH, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class AudioStore:

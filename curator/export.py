@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 import curator
 from curator import filter as flt
 from curator.audio import SAMPLE_RATE, AudioStore, atomic_write_bytes, encode_wav
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.fsutil import remove_stale_siblings, temp_sibling
 from db.models import AudioClip, Caption, ClapModel, Export, Pair, PairScore
 from db.session import safe_url

@@ -1,4 +1,5 @@
-"""Temporary siblings of a folder being written, and the removal of those a killed run left behind.
+"""Atomic writes (a temporary file beside the target, then a rename), the temporary siblings of a
+folder being written and the removal of those a killed run left behind, and reading UTF-8 text.
 
 A command that writes OUT atomically builds it in `.OUT.tmp-<pid>-<random>` beside it and renames
 it into place (an old OUT is first moved to `.OUT.old-<pid>-<random>`). A run killed before the
@@ -8,12 +9,15 @@ such sibling whose process is gone (a live one is another run still writing, and
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +64,31 @@ def remove_stale_siblings(target: str | Path) -> list[Path]:
     return removed
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside PATH, flushed to disk, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """OBJ as indented JSON with sorted keys and a final newline, written atomically to PATH."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def read_utf8(path: str | Path, what: str = "file") -> str:
     """The text of PATH (a UTF-8 byte order mark is dropped); one CuratorError line when it is
     missing, not a file, or not UTF-8."""
-    from curator.errors import CuratorError
+    from db.errors import CuratorError
 
     path = Path(path)
     if not path.is_file():
@@ -78,4 +100,4 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
                            f"{exc.start})") from None
     except OSError as exc:
         raise CuratorError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-__all__ = ["temp_sibling", "remove_stale_siblings", "read_utf8"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "temp_sibling", "remove_stale_siblings", "read_utf8"]

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 COLUMNS = ("prompt", "chosen", "rejected", "strategy")
 REQUIRED = ("prompt", "chosen", "rejected")

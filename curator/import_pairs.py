@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from curator.audio import SAMPLE_RATE, AudioStore, check_clip, decode_audio, encode_wav
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.export import audio_base
 from curator.fsutil import read_utf8
 from curator.captions import MAX_CAPTION_CHARS, check_control, is_temporal, normalize_caption

@@ -23,7 +23,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import STRATEGIES, ClapModel, Pair, utcnow
 
 RANKED_STRATEGIES = ("1.1", "1.2")  # winner = top clip of the group under model 1

@@ -5,7 +5,8 @@
 * `AuditAssignment`: one pair shown to one rater. `a_is_winner` records the blind side drawn for
   this assignment; `verdict` is what the rater clicked ("A", "B", "both_good", "both_bad") and
   `outcome` the same resolved against the automatic winner ("winner", "loser", "both_good",
-  "both_bad").
+  "both_bad"). `time_on_task_ms` is the server's time from serving the pair to the vote.
+* `User.excluded_at`: an admin left this rater out; their votes stay as rows but count nowhere.
 
 Concurrency: (pair_id, user_id) is unique, so a pair never goes twice to the same rater, and
 (pair_id, slot) is unique with slot in 0..overlap-1, so a pair never holds more than `overlap`
@@ -25,8 +26,6 @@ from db.models import Base, utcnow
 
 ROLES = ("admin", "rater")
 VERDICTS = ("A", "B", "both_good", "both_bad")
-OUTCOMES = ("winner", "loser", "both_good", "both_bad")
-ASSIGNMENT_STATES = ("assigned", "done", "skipped")
 DEFAULT_OVERLAP = 3  # each pair to N distinct raters
 
 
@@ -41,6 +40,10 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    # set by an admin: this rater's votes and ratings are left out of every statistic and export,
+    # and new ones are refused (NULL: the rater counts)
+    excluded_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    excluded_by: Mapped[Optional[str]] = mapped_column(String(100))
 
 
 class AuditItem(Base):
@@ -80,6 +83,8 @@ class AuditAssignment(Base):
     assigned_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     served_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    # server clock: from the pair being served (served_at) to the vote
+    time_on_task_ms: Mapped[Optional[int]] = mapped_column(Integer)
 
 
 Index("ix_audit_assignments_user_state", AuditAssignment.user_id, AuditAssignment.state)

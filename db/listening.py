@@ -35,8 +35,6 @@ DEFAULT_N_PROMPTS = 50  # arXiv 2404.09956 §5.3: 50 random AudioCaps test promp
 DEFAULT_MIN_RATERS = 4
 # A rater whose mean REL on gold (mismatched-prompt) items is at least this is excluded.
 DEFAULT_GOLD_REL_THRESHOLD = 3.0
-# gold kinds: "mismatch" = the clip of another prompt (REL should be low)
-GOLD_KINDS = ("mismatch",)
 
 
 class ClipSet(Base):
@@ -149,6 +147,9 @@ class ListeningRating(Base):
     rated_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     skipped_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     skip_reason: Mapped[Optional[str]] = mapped_column(Text)
+    # server clock: when the item was first shown to the rater (again after an undo), and from then to the rating
+    served_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    time_on_task_ms: Mapped[Optional[int]] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     item: Mapped[ListeningItem] = relationship()

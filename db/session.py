@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 DEFAULT_DB = "sqlite:///curator.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -214,7 +214,3 @@ def session_scope(url: str) -> Iterator[Session]:
 
 def table_names(engine: Engine) -> list[str]:
     return sorted(inspect(engine).get_table_names())
-
-
-def env_db_url() -> str:
-    return os.environ.get("CURATOR_DB", DEFAULT_DB)

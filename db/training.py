@@ -15,8 +15,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models import Base, utcnow
 
-RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-
 
 class TrainingRun(Base):
     __tablename__ = "training_runs"

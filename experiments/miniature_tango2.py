@@ -49,7 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from curator.errors import CuratorError  # noqa: E402
+from db.errors import CuratorError  # noqa: E402
+from curator.fsutil import atomic_write_bytes, atomic_write_json  # noqa: E402
+from curator.paper import DPO_BETA  # noqa: E402
 
 ARMS = ("base", "sft", "dpo", "dpo_no_s23", "dpo_unfiltered")
 METRIC_NAMES = {"world-judge-a": "judge_a", "world-judge-b": "judge_b", "ordering_error_rate": "ordering_error_rate",
@@ -89,8 +91,8 @@ class ExperimentConfig:
     min_pairs: int = 20  # the preset must keep at least this many pairs, or curation stops with a line saying so
     max_steps: int = 60  # optimizer steps of every trained arm (and of every sweep run)
     sft_epochs: int = 1  # the DPO arms' SFT epoch (arXiv 2404.09956 §5.1)
-    # the sweep's grid: arXiv 2404.09956 §5.1's β (2000) with a lower and a higher one, two learning rates
-    sweep_betas: list[float] = field(default_factory=lambda: [500.0, 2000.0, 8000.0])
+    # the sweep's grid: the paper's β with a lower and a higher one, two learning rates
+    sweep_betas: list[float] = field(default_factory=lambda: [500.0, DPO_BETA, 8000.0])
     sweep_learning_rates: list[float] = field(default_factory=lambda: [1e-5, 1e-4])
     sweep_prompts: int = 20  # validation captions the sweep scores (0 = all)
     train_batch_size: int = 4
@@ -172,25 +174,15 @@ def trainer_cli(args: list[str]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    from curator.audio import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write_json(path, obj)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
-    from curator.audio import atomic_write_bytes
-
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def write_text(path: Path, text: str) -> None:
-    from curator.audio import atomic_write_bytes
-
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def read_lines(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
 def parse_thresholds(spec: str):
@@ -453,7 +445,7 @@ def write_subset(src: Path, dst: Path, strategies: set[str]) -> int:
 def aggregate(compared: dict, arms: dict[str, list[str]]) -> tuple[dict, dict]:
     """Per arm and metric {mean, ci95, n}, pooling the arm's runs (see the module docstring), and
     the paired differences of PAIRED over test prompts."""
-    from annotate_ui.stats import mean_ci
+    from curator.stats import mean_ci
 
     n_prompts = compared["n_prompts"]
 
@@ -568,8 +560,6 @@ def render_figure(results: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from curator.audio import atomic_write_bytes
 
     arms = [a for a in ARMS if a in results["arms"]]  # results.json sorts its keys; the figure keeps the arms' order
     metrics = [m for m in TABLE_METRICS if any(results["arms"][a].get(m, {}).get("mean") is not None for a in arms)]

@@ -119,3 +119,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium, headless, through Playwright (imported here: only browser tests need it)."""
+    from playwright.sync_api import sync_playwright
+
+    from builders.browser import ARGS, CHROMIUM
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 
 import pytest
 from sqlalchemy import func, select
 
-from annotate_ui import audit
-from annotate_ui.auth import AuthUser
-from curator.errors import CuratorError
+from annotate_ui.logic import audit
+from annotate_ui.logic.auth import AuthUser
+from curator.verdicts import verdict_counts
+from db.errors import CuratorError
 from db.annotation import AuditAssignment, AuditItem
 from db.models import AudioClip, Pair
 from db.session import open_store
-from test_ui_fixtures import make_pool, make_users
+from builders.ui import make_pool, make_users, play_pair
 
 
-def _vote_all(session, user, verdict="A", rng=None, limit=1000):
+def _vote_all(session, user, verdict="A", rng=None, limit=1000, *, audio_store):
     n = 0
     while n < limit:
         task = audit.next_assignment(session, user, rng=rng)
         if task is None:
             return n
+        play_pair(session, audio_store, user, task.assignment_id)
         audit.vote(session, user, task.assignment_id, verdict)
         n += 1
     return n
@@ -34,7 +35,7 @@ def test_overlap_and_never_twice(session, audio_store):
     users = make_users(session, n_raters=5, admins=0)
     assert audit.enqueue(session, pairs, reason="random", added_by="t", overlap=3) == 4
     assert audit.enqueue(session, pairs, reason="random", added_by="t", overlap=3) == 0  # already queued
-    done = [_vote_all(session, u) for u in users]
+    done = [_vote_all(session, u, audio_store=audio_store) for u in users]
     session.commit()
     assert sum(done) == 4 * 3
     assert done[:4] == [4, 4, 4, 0] or sorted(done, reverse=True)[0] == 4
@@ -65,6 +66,7 @@ def test_priority_order(session, audio_store):
     order = []
     while (task := audit.next_assignment(session, u)) is not None:
         order.append(session.get(AuditAssignment, task.assignment_id).pair_id)
+        play_pair(session, audio_store, u, task.assignment_id)
         audit.vote(session, u, task.assignment_id, "both_good")
     assert order == [pairs[1], pairs[2], pairs[0]]
 
@@ -81,12 +83,13 @@ def test_blind_side_is_random_recorded_and_resolved(session, audio_store):
         pair = session.get(Pair, a.pair_id)
         assert (task.clip_a, task.clip_b) == ((pair.winner_clip_id, pair.loser_clip_id) if a.a_is_winner
                                               else (pair.loser_clip_id, pair.winner_clip_id))
+        play_pair(session, audio_store, u, task.assignment_id)
         audit.vote(session, u, task.assignment_id, "A")
         session.refresh(a)
         assert a.verdict == "A" and a.outcome == ("winner" if a.a_is_winner else "loser")
         sides.append(a.a_is_winner)
     assert 5 < sum(sides) < 35  # both sides drawn (p of failing ≈ 1e-6)
-    counts = audit.verdict_counts(session)
+    counts = verdict_counts(session)
     assert sum(c.agree for c in counts.values()) == sum(sides)
     assert sum(c.disagree for c in counts.values()) == len(sides) - sum(sides)
 
@@ -105,6 +108,7 @@ def test_undo_reopens_last_vote(session, audio_store):
     assert audit.undo_last(session, u) is None
     audit.enqueue(session, pairs, reason="random", added_by="t")
     t1 = audit.next_assignment(session, u)
+    play_pair(session, audio_store, u, t1.assignment_id)
     audit.vote(session, u, t1.assignment_id, "B", note="too loud")
     t2 = audit.next_assignment(session, u)
     assert t2.assignment_id != t1.assignment_id
@@ -115,7 +119,7 @@ def test_undo_reopens_last_vote(session, audio_store):
     assert audit.next_assignment(session, u).assignment_id == t1.assignment_id  # the undone pair comes first
     audit.vote(session, u, t1.assignment_id, "A")
     assert audit.next_assignment(session, u).assignment_id == t2.assignment_id  # then the one left open
-    assert audit.verdict_counts(session)[a1.pair_id].votes == 1
+    assert verdict_counts(session)[a1.pair_id].votes == 1
 
 
 def test_skip_frees_the_slot_for_another_rater(session, audio_store):
@@ -128,7 +132,7 @@ def test_skip_frees_the_slot_for_another_rater(session, audio_store):
     assert audit.next_assignment(session, u1) is None  # never again to u1
     t2 = audit.next_assignment(session, u2)
     assert t2 is not None and audit.next_assignment(session, u3) is None
-    counts = audit.verdict_counts(session)
+    counts = verdict_counts(session)
     assert counts[pairs[0]].skipped == 1 and counts[pairs[0]].votes == 0
     assert audit.progress(session, u1).skipped == 1
 
@@ -148,6 +152,7 @@ def test_vote_refusals_change_nothing(session, audio_store):
         audit.vote(session, u1, t1.assignment_id, "C")
     with pytest.raises(CuratorError, match="at most"):
         audit.vote(session, u1, t1.assignment_id, "A", note="x" * (audit.MAX_NOTE_LEN + 1))
+    play_pair(session, audio_store, u1, t1.assignment_id)
     audit.vote(session, u1, t1.assignment_id, "A", note="  ok  ")
     with pytest.raises(CuratorError, match="already has your vote"):
         audit.vote(session, u1, t1.assignment_id, "B")  # replayed submit
@@ -199,7 +204,7 @@ def test_concurrent_assignment_respects_overlap(store_url, audio_store):
     """8 raters in threads, each with its own session, race for 12 pairs × overlap 3."""
     factory = open_store(store_url)
     with factory() as s:
-        pairs = make_pool(s, audio_store, 12, write_audio=False)
+        pairs = make_pool(s, audio_store, 12)
         users = make_users(s, n_raters=8, admins=0)
         audit.enqueue(s, pairs, reason="random", added_by="t", overlap=3)
         s.commit()
@@ -215,6 +220,7 @@ def test_concurrent_assignment_respects_overlap(store_url, audio_store):
                     s.commit()
                     if task is None:
                         return
+                    play_pair(s, audio_store, user, task.assignment_id)
                     audit.vote(s, user, task.assignment_id, "A")
                     s.commit()
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -274,15 +280,15 @@ def test_verdict_counts_filter_by_pair(session, audio_store):
     users = make_users(session, n_raters=3, admins=0)
     audit.enqueue(session, pairs, reason="random", added_by="t")
     for u, verdict in zip(users, ("both_good", "both_bad", "A")):
-        _vote_all(session, u, verdict)
-    counts = audit.verdict_counts(session, [pairs[0]])
+        _vote_all(session, u, verdict, audio_store=audio_store)
+    counts = verdict_counts(session, [pairs[0]])
     assert list(counts) == [pairs[0]]
     c = counts[pairs[0]]
     assert (c.both_good, c.both_bad, c.agree + c.disagree, c.votes) == (1, 1, 1, 3)
     # open assignments do not count
     (late,) = make_users(session, n_raters=1, admins=0, prefix="late")
     audit.enqueue(session, pairs, reason="random", added_by="t")
-    assert audit.verdict_counts(session)[pairs[0]].votes == 3
+    assert verdict_counts(session)[pairs[0]].votes == 3
 
 
 def test_progress_of_a_new_assignment_matches_a_fresh_count(session, audio_store):
@@ -302,6 +308,7 @@ def test_progress_of_a_new_assignment_matches_a_fresh_count(session, audio_store
         if rng.random() < 0.2:
             audit.skip(session, u, task.assignment_id)
         else:
+            play_pair(session, audio_store, u, task.assignment_id)
             audit.vote(session, u, task.assignment_id, "both_good")
 
 
@@ -318,6 +325,7 @@ def test_assignment_audio_is_the_owners_side_only(session, audio_store):
         with pytest.raises(CuratorError):
             audit.assignment_audio(session, audio_store, who, aid, side)
     assert audit.audio_problems(session, audio_store, task) == {}
+    play_pair(session, audio_store, u, task.assignment_id)  # both sides played before B breaks
     audio_store.resolve(paths[task.clip_b]).write_bytes(b"not audio at all")  # corrupt: refused like a missing file
     assert list(audit.audio_problems(session, audio_store, task)) == ["b"]
     with pytest.raises(CuratorError, match="side B: the audio file is missing or unreadable"):
@@ -334,6 +342,7 @@ def test_undo_reaches_only_the_last_vote_once_and_within_the_window(session, aud
     voted = []
     for _ in range(3):
         t = audit.next_assignment(session, u)
+        play_pair(session, audio_store, u, t.assignment_id)
         audit.vote(session, u, t.assignment_id, "A")
         voted.append(t.assignment_id)
     audit.next_assignment(session, u)
@@ -351,6 +360,7 @@ def test_undo_reaches_only_the_last_vote_once_and_within_the_window(session, aud
     assert audit.undo_last(session, u) is None
     # past the window: nothing
     t = audit.next_assignment(session, u)
+    play_pair(session, audio_store, u, t.assignment_id)
     audit.vote(session, u, t.assignment_id, "A")
     assert audit.undo_last(session, u, window_s=0.0) is None
     assert session.get(AuditAssignment, t.assignment_id).state == "done"
@@ -374,16 +384,17 @@ def test_open_assignments_expire_after_the_lease(session, audio_store):
     assert (a.state, a.slot, a.skip_reason) == ("skipped", None, audit.LEASE_EXPIRED)
     with pytest.raises(CuratorError, match="waited too long for your vote and went back to the queue"):
         audit.vote(session, u1, t.assignment_id, "A")
-    assert audit.verdict_counts(session)[pairs[0]].votes == 0
+    assert verdict_counts(session)[pairs[0]].votes == 0
 
 
 def test_disabling_a_rater_frees_their_open_slots(session, audio_store):
-    from annotate_ui.auth import disable_user
+    from annotate_ui.logic.auth import disable_user
 
     pairs = make_pool(session, audio_store, 2)
     u1, u2 = make_users(session, n_raters=2, admins=0)
     audit.enqueue(session, pairs, reason="random", added_by="t", overlap=1)
     held = [audit.next_assignment(session, u1)]
+    play_pair(session, audio_store, u1, held[0].assignment_id)
     audit.vote(session, u1, held[0].assignment_id, "A")
     open_one = audit.next_assignment(session, u1)
     assert audit.next_assignment(session, u2) is None

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from annotate_ui import audit, tuning
-from curator.errors import CuratorError
+from annotate_ui.logic import audit, tuning
+from db.errors import CuratorError
 from curator.filter import PairTable, Thresholds, get_preset, keep_mask, save_preset, thresholds_of
 from db.annotation import AuditAssignment, AuditItem
-from test_ui_fixtures import make_pool, make_users
+from builders.ui import make_pool, make_users, play_pair
 
 
 def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -113,11 +113,12 @@ def test_fill_queue_uncertain_and_random(session, audio_store):
 
 
 def test_precision_against_store_votes(session, audio_store):
-    pairs = make_pool(session, audio_store, 12, write_audio=False)
+    pairs = make_pool(session, audio_store, 12)
     users = make_users(session, n_raters=3, admins=0)
     audit.enqueue(session, pairs, reason="random", added_by="t")
     for u, verdict in zip(users, ("A", "B", "both_bad")):
         while (task := audit.next_assignment(session, u)) is not None:
+            play_pair(session, audio_store, u, task.assignment_id)
             audit.vote(session, u, task.assignment_id, verdict)
     data = tuning.TuningData.load(session)
     votes = audit.vote_arrays(session)

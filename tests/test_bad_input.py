@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from curator.audio import AudioStore
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.import_pairs import import_pairs
 from db.models import AudioClip, Caption, Pair
 from db.session import make_engine, open_store, upgrade
@@ -177,8 +177,8 @@ def test_new_sqlite_store_is_private(tmp_path):
 
 def test_imported_pairs_without_scores_can_be_queued(store_url, tmp_path):
     """import-pairs brings no CLAP scores; random mode queues its pairs at once, and raters get them."""
-    from annotate_ui import audit, tuning
-    from annotate_ui.auth import AuthUser
+    from annotate_ui.logic import audit, tuning
+    from annotate_ui.logic.auth import AuthUser
     from db.annotation import User
 
     store = AudioStore(tmp_path / "audio")

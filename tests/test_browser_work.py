@@ -5,17 +5,12 @@ listening clip waiting for `rater` at the first login."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 
-from test_ui_app import free_port, running_app
-from test_ui_browser import CHROMIUM, browser, login  # noqa: F401 - browser is the shared fixture
+from builders.app import free_port, running_app
+from builders.browser import BROWSER_MARKS, login, play, play_both
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 LOADED = "(sel) => [...document.querySelectorAll(sel)].length === 2 && [...document.querySelectorAll(sel)].every(i => i.complete && i.naturalWidth === 640)"
 
@@ -42,7 +37,9 @@ def test_the_spectrogram_shows_under_each_player_and_can_be_hidden(sqlite_store_
         expect(page.locator("#audio-b img.spectrogram")).to_be_hidden()
         page.locator("#show-spectrograms input[type=checkbox]").check()
         expect(page.locator("#audio-b img.spectrogram")).to_be_visible(timeout=10000)
-        # the next pair brings fresh images
+        # the next pair (once both clips played and the vote is in) brings fresh images
+        page.locator("body").click(position={"x": 5, "y": 5})
+        play_both(page)
         page.locator("#vote-A").click()
         expect(page.locator("#audit-progress")).to_contain_text("Done 1", timeout=30000)
         page.wait_for_function(LOADED, arg="#audit-players img.spectrogram", timeout=30000)
@@ -53,9 +50,9 @@ def test_the_spectrogram_shows_under_each_player_and_can_be_hidden(sqlite_store_
 def test_a_new_demo_store_has_work_for_rater_at_first_login(tmp_path, browser):
     from playwright.sync_api import expect
 
-    from annotate_ui.app import launch, make_context
+    from annotate_ui.web.app import launch, make_context
     from curator.audio import audio_store_for
-    from curator.demo import DEMO_SESSION, ensure_demo_accounts, run_demo
+    from curator.cli.demo import DEMO_SESSION, ensure_demo_accounts, run_demo
     from db.session import session_scope
 
     db = f"sqlite:///{tmp_path / 'demo.db'}"
@@ -76,6 +73,9 @@ def test_a_new_demo_store_has_work_for_rater_at_first_login(tmp_path, browser):
         expect(page.locator("#audit-progress")).to_contain_text("remaining", timeout=30000)
         expect(page.locator("#audit-caption")).not_to_contain_text("No pair is waiting")
         page.wait_for_function("document.querySelectorAll('#audit-players audio').length === 2", timeout=30000)
+        page.locator("body").click(position={"x": 5, "y": 5})
+        for side in ("a", "b"):  # a vote needs both clips played: "a" and "b" start them
+            play(page, side, f"#audio-{side} audio")
         page.locator("#vote-both_good").click()
         expect(page.locator("#audit-progress")).to_contain_text("Done 1", timeout=30000)
         # and a listening session with a clip to rate

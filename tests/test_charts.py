@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from annotate_ui import charts
-from annotate_ui.listening import RaterSummary, SystemSummary
-from annotate_ui.stats import MeanCI, design_mean_ci
+from annotate_ui.web import charts
+from annotate_ui.logic.listening.results import RaterSummary, SystemSummary
+from curator.stats import MeanCI, design_mean_ci
 from curator.filter import Thresholds
 
 

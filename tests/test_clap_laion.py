@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.scoring.clap import ClapScorer, load_clap
 from curator.scoring.laion import (
     config_from_laion_state_dict,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from curator.backends import Scorer
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.scoring.clap import load_clap
 from curator.scoring.specs import make_scorer, parse_model_spec
 from curator.scoring.tiny import build_tiny_clap

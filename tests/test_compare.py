@@ -99,6 +99,7 @@ def test_frechet_distance():
 def test_store_clip_sets_and_a_listening_session(tangos, tmp_path, store_url, one_torch_thread):
     from sqlalchemy import func, select
 
+    from annotate_ui.logic.listening.design import create_listening_session
     from curator.audio import AudioStore
     from db.listening import ClipSet, ListeningSession
     from db.session import open_store
@@ -107,7 +108,8 @@ def test_store_clip_sets_and_a_listening_session(tangos, tmp_path, store_url, on
     with open_store(store_url)() as session:
         res = compare([("base", a), ("dpo", b)], ["world-judge-a"], _settings(seeds=(0,)), prompts=PROMPTS[:3],
                       out_dir=tmp_path / "cmp", session=session, audio_store=AudioStore(tmp_path / "audio"),
-                      listening="base-vs-dpo", progress=False, warn=lambda s: None)
+                      listening="base-vs-dpo", create_listening=create_listening_session, progress=False,
+                      warn=lambda s: None)
         assert res.clip_sets == {"base": "compare:cmp:base", "dpo": "compare:cmp:dpo"}
         sets = list(session.scalars(select(ClipSet).order_by(ClipSet.name)))
         assert [len(s.items) for s in sets] == [3, 3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from curator.cli import app
-from curator.demo import run_demo
+from curator.cli.demo import run_demo
 
 N = 16
 DURATION = 8.0  # shorter clips than the 10.24 s default keep the test quick
@@ -33,8 +33,8 @@ def test_demo_refuses_tiny_n(tmp_path):
 
 
 def test_demo_accounts_are_created_once_and_log_in(sqlite_store_url):
-    from annotate_ui.auth import verify_login
-    from curator.demo import ensure_demo_accounts
+    from annotate_ui.logic.auth import verify_login
+    from curator.cli.demo import ensure_demo_accounts
     from db.session import session_scope
 
     with session_scope(sqlite_store_url) as s:
@@ -52,10 +52,10 @@ def test_demo_has_work_for_a_new_rater(sqlite_store_url, tmp_path):
     session compares the world generator at 5 and 100 steps; `rater` gets a pair and a clip at once."""
     from sqlalchemy import select
 
-    from annotate_ui import audit
-    from annotate_ui import listening as L
-    from annotate_ui.auth import active_user
-    from curator.demo import DEMO_OVERLAP, DEMO_SESSION, ensure_demo_accounts
+    from annotate_ui.logic import audit
+    from annotate_ui.logic.listening import design, queue
+    from annotate_ui.logic.auth import active_user
+    from curator.cli.demo import DEMO_OVERLAP, DEMO_SESSION, ensure_demo_accounts
     from db.annotation import AuditItem
     from db.models import AudioClip
     from db.session import session_scope
@@ -67,12 +67,12 @@ def test_demo_has_work_for_a_new_rater(sqlite_store_url, tmp_path):
     with session_scope(sqlite_store_url) as s:
         items = list(s.scalars(select(AuditItem)))
         assert items and {it.overlap for it in items} == {DEMO_OVERLAP} and {it.reason for it in items} == {"uncertain"}
-        (ls,) = [x for x in L.list_sessions(s, open_only=True)]
+        (ls,) = [x for x in design.list_sessions(s, open_only=True)]
         assert ls["name"] == DEMO_SESSION
-        session = L.get_session(s, DEMO_SESSION)
+        session = design.get_session(s, DEMO_SESSION)
         steps = {s.get(AudioClip, it.clip_id).steps for it in session.items}
         assert steps == {5, 100} and len(session.systems) == 2
         rater = active_user(s, "rater")
         task = audit.next_assignment(s, rater)
         assert task is not None and task.caption
-        assert L.next_item(s, session.id, rater.id) is not None
+        assert queue.next_item(s, session.id, rater.id) is not None

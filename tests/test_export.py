@@ -14,13 +14,13 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.export import MANIFEST, TABLE_PATH, export_audio_alpaca, read_table, sha256_file, verify_export
 from curator.filter import Thresholds, save_preset
 from curator.pairs import build_pairs
 from db.models import AudioClip, Export
 from db.session import open_store
-from test_pairs_fixtures import paper_world
+from builders.pairs import paper_world
 
 runner = CliRunner()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curator.errors import CuratorError
+from curator.cli.filter_text import render_counts, render_histogram, threshold_marks
+from db.errors import CuratorError
 from curator.filter import (
     DEFAULT_PRESET,
     PairTable,
@@ -20,15 +21,12 @@ from curator.filter import (
     load_pair_table,
     load_preset_table,
     parse_range,
-    render_counts,
-    render_histogram,
     save_preset,
     strategy_counts,
-    threshold_marks,
     thresholds_of,
 )
 from curator.pairs import build_pairs
-from test_pairs_fixtures import add_models, paper_world
+from builders.pairs import add_models, paper_world
 
 
 def random_table(n=5000, seed=0) -> PairTable:

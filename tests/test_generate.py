@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.generate.backends import AudioLDMGenerator, TangoGenerator, detect_backend, resolve_generator
 from curator.generate.run import STEPS_1_1, plan, run_generation, shard_items
 from db.models import AudioClip, Caption, Perturbation, PerturbationRequest, Selection, SelectionRun, text_hash
@@ -137,7 +137,6 @@ def test_two_shards_cover_the_work_disjointly(session, audio_store, tango_gen):
 
 
 def test_strategy_3_runs_on_t2(session, audio_store, tango_gen):
-    pytest.importorskip("curator.captions", reason="curator.captions (T2 selection) is not in this checkout yet")
     caps = add_captions(session, ["a door opens then closes"], temporal=True, select_run=False)
     add_perturbations(session, caps[0], "3", ["a door closes then opens"])
     counts = run_generation(session, audio_store, tango_gen, "3", duration_s=DUR, progress=False)
@@ -207,7 +206,6 @@ def test_cli_unknown_strategy_and_unmigrated_store(tmp_path, sqlite_store_url):
 
 
 def test_cli_generates_into_the_store(tmp_path, store_url, tiny_dir):
-    pytest.importorskip("curator.captions", reason="curator.captions (T1 selection) is not in this checkout yet")
     from curator.cli import app
     from db.session import open_store
 
@@ -244,7 +242,6 @@ def test_audioldm2_pipeline_from_a_saved_folder(tmp_path):
 def test_two_processes_share_the_work(tmp_path, store_url, tiny_dir):
     """`accelerate launch --multi_gpu` starts processes with torch.distributed.run; on CPU we start
     the same launcher directly (accelerate's PartialState reads the same environment)."""
-    pytest.importorskip("curator.captions", reason="curator.captions (T1 selection) is not in this checkout yet")
     import subprocess
     import sys
 

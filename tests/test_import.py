@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 
 from curator.audio import AudioStore
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.export import TABLE_PATH, export_audio_alpaca, read_table
 from curator.import_pairs import import_pairs
 from curator.pairs import build_pairs
 from db.models import AudioClip, Caption, Pair
 from db.session import open_store, upgrade
-from test_pairs_fixtures import paper_world
+from builders.pairs import paper_world
 
 runner = CliRunner()
 
@@ -59,9 +59,9 @@ def table_counts(session):
 
 
 def test_round_trip_of_an_export(session, audio_store, store_url, tmp_path, monkeypatch):
-    import test_pairs_fixtures
+    from builders import pairs as pairs_builders
 
-    monkeypatch.setattr(test_pairs_fixtures, "CLIP_SECONDS", 0.6)  # import refuses clips under 0.5 s
+    monkeypatch.setattr(pairs_builders, "CLIP_SECONDS", 0.6)  # import refuses clips under 0.5 s
     paper_world(session, audio_store)
     build_pairs(session, progress=False)
     session.commit()
@@ -173,7 +173,7 @@ def test_bad_paths(session, audio_store, tmp_path):
 
 def test_imported_pairs_get_scores_once_scored(session, audio_store, tmp_path):
     """build_pairs leaves imported clips' groups alone but fills PairScore for imported pairs."""
-    from test_pairs_fixtures import add_models, add_score
+    from builders.pairs import add_models, add_score
 
     folder = write_csv_set(tmp_path / "s", [("a bell rings", wav_bytes(freq=300), wav_bytes(freq=800), "2")])
     import_pairs(session, audio_store, folder, progress=False)

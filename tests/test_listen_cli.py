@@ -12,14 +12,16 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotate_ui import listening as L
-from annotate_ui.stats import design_mean_ci, krippendorff_alpha, krippendorff_alpha_ci, paired_difference_ci
+from annotate_ui.logic.listening import clipsets, design, queue, results
+from curator.stats import design_mean_ci, krippendorff_alpha, krippendorff_alpha_ci, paired_difference_ci
+from curator.audio import AudioStore
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.annotation import User
 from db.listening import ListeningSession
 from db.models import AudioClip, Caption, text_hash
 from db.session import open_store
+from builders.ui import play_item
 
 runner = CliRunner()
 
@@ -93,7 +95,7 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
         assert (ls.seed, ls.min_raters, ls.is_open, len(ls.items), sum(i.is_gold for i in ls.items)) == (7, 2, True, 11, 3)
         assert [x.clip_set.name for x in ls.systems] == ["set-a", "set-b"]
         # the same draw as the function itself with the same seed
-        same = L.create_listening_session(s, "check", ["set-a", "set-b"], n_prompts=4, seed=7, n_gold=3)
+        same = design.create_listening_session(s, "check", ["set-a", "set-b"], n_prompts=4, seed=7, n_gold=3)
         assert sorted({i.caption_id for i in same.items}) == sorted({i.caption_id for i in ls.items})
         s.rollback()
     listed = ok(listen("list", db=store_url)).strip().splitlines()
@@ -106,19 +108,20 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
         users = list(s.scalars(select(User).order_by(User.name)))
         rng = np.random.default_rng(1)
         for u in users:
-            while (q := L.next_item(s, ls.id, u.id)) is not None:
+            while (q := queue.next_item(s, ls.id, u.id)) is not None:
                 gold = next(i for i in ls.items if i.id == q.item_id).is_gold
                 rel = (5 if u.name == "rater2" else 1) if gold else int(rng.integers(2, 6))
-                L.submit_rating(s, ls.id, u.id, q.item_id, int(rng.integers(1, 6)), rel)
+                play_item(s, AudioStore(tmp_path / "audio"), u.id, ls.id, q.item_id)
+                queue.submit_rating(s, ls.id, u.id, q.item_id, int(rng.integers(1, 6)), rel)
         s.commit()
-        expect = L.session_results(s, "s1")
+        expect = results.session_results(s, "s1")
     assert expect.excluded_raters == ["rater2"]
 
     # 4. Results: mean ± 95 % CI per system, α, excluded raters; --out writes the export
     out = ok(listen("results", "s1", "--out", str(tmp_path / "res"), db=store_url))
     assert "s1: 4 prompts × 2 systems = 8 clips, 3 gold items; 8 of 8 clips have ≥ 2 ratings" in out
     with open_store(store_url)() as s:
-        rows = [r for r in L.rating_rows(s, expect.session_id) if not r.is_gold and r.rater != "rater2"]
+        rows = [r for r in results.rating_rows(s, expect.session_id) if not r.is_gold and r.rater != "rater2"]
     # per-clip means with the cluster bootstrap over prompts and raters, recomputed from the raw rows
     prompts = sorted({r.caption_id for r in rows})
     tables = {}
@@ -166,7 +169,7 @@ def test_clip_sets_sessions_and_results(store_url, tmp_path):
     with open_store(store_url)() as s:
         ls = s.scalar(select(ListeningSession).where(ListeningSession.name == "s1"))
         with pytest.raises(CuratorError, match="closed"):
-            L.undo_last(s, ls.id, users[0].id)
+            queue.undo_last(s, ls.id, users[0].id)
     assert "8 of 8 clips" in ok(listen("results", "s1", db=store_url))
     doc = json.loads(ok(listen("results", "s1", "--json", db=store_url)))
     assert doc["excluded_raters"] == ["rater2"] and [x["name"] for x in doc["systems"]] == ["set-a", "set-b"]
@@ -210,8 +213,8 @@ def test_user_errors_are_one_line(store_url, tmp_path):
     afile.write_text("x")
     one_line_error(listen("results", "s1", "--out", str(afile), db=store_url), "is a file")
     with open_store(store_url)() as s:  # nothing was written by the refused commands
-        assert [r["name"] for r in L.list_clip_sets(s)] == ["set-a"]
-        assert [r["name"] for r in L.list_sessions(s)] == ["s1"]
+        assert [r["name"] for r in clipsets.list_clip_sets(s)] == ["set-a"]
+        assert [r["name"] for r in design.list_sessions(s)] == ["s1"]
 
     unmigrated = f"sqlite:///{tmp_path / 'unmigrated.db'}"
     for args in (("clip-sets",), ("clip-set", "create", "x", "--generator", "g"), ("create", "x", "--clip-set", "a"),

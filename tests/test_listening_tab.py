@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from annotate_ui.app import build_app, make_context
-from annotate_ui.listening_tab import ListeningHandlers, parse_score, prompt_html
+from annotate_ui.web.app import build_app, make_context
+from annotate_ui.web.listening_tab import ListeningHandlers, parse_score, prompt_html
+from annotate_ui.logic.media_route import serve
 from db.annotation import User
 from db.listening import ListeningItem, ListeningRating
 from db.models import AudioClip, Caption, text_hash
@@ -53,6 +54,15 @@ def app(store_url, audio_store):
     return ctx, ListeningHandlers(ctx)
 
 
+def play(ctx, name, audio_html):
+    """What the page's player does on play: fetch the clip's token URL (the <audio> src) through the
+    media route's work, which records the bytes sent."""
+    token = re.search(r'<audio [^>]*src="media/([A-Za-z0-9_-]+)"', audio_html).group(1)
+    user = ctx.user(req(name))
+    with ctx.session() as s:
+        serve(s, ctx.audio_store, ctx.copies, user, token, None)
+
+
 def make_session(h, name="blind", n_gold=None):
     h.create_clip_set("set-A", "sysA", "", "eval", req("boss"))
     h.create_clip_set("set-B", "sysB", "", "eval", req("boss"))
@@ -77,8 +87,14 @@ def test_rater_flow_is_blind_escaped_and_stamped(app):
     choices = h.session_choices(req("rater0")).choices
     assert [c[1] for c in choices] == [sid]
     state, progress, prompt, audio, message, ovl, rel = h.open_session(sid, req("rater0"))
-    assert state == {"session_id": sid, "item_id": state["item_id"]} and "Clip **1** of 8" in progress
-    assert "<script>" not in prompt and re.fullmatch(r'<div class="listen-player"><audio controls preload="auto" '
+    with ctx.session() as s:  # the clip shown first is the one at position 0 of rater0's own order
+        rater0_id = s.scalar(select(User.id).where(User.name == "rater0"))
+        first = s.scalar(select(ListeningRating.item_id).where(ListeningRating.session_id == sid,
+                                                               ListeningRating.user_id == rater0_id,
+                                                               ListeningRating.position == 0))
+        assert s.get(ListeningItem, first).session_id == sid
+    assert state == {"session_id": sid, "item_id": first} and "Clip **1** of 8" in progress
+    assert "<script>" not in prompt and re.fullmatch(r'<div class="listen-player"><audio controls preload="none" '
                                                      r'src="media/[A-Za-z0-9_-]{24}"></audio><img class="spectrogram" '
                                                      r'loading="lazy" src="media/[A-Za-z0-9_-]{24}" alt="spectrogram of '
                                                      r'the clip" width="640" height="128"></div>', audio)
@@ -88,10 +104,13 @@ def test_rater_flow_is_blind_escaped_and_stamped(app):
         assert "sysA" not in shown and "set-B" not in shown  # system names hidden
         if "&lt;script&gt;" in prompt:
             seen.append(state["item_id"])
+        # before the clip played: refused with the reason, nothing written
+        assert "play the clip to the end before you rate it" in gr_error(h.submit, state, "3", 3, req("rater0"))
+        play(ctx, "rater0", audio)
         out = h.submit(state, str(1 + k % 5), 3, req("rater0"))
         assert "Recorded OVL" in out[4]
-        replay = h.submit(state, str(1 + k % 5), 3, req("rater0"))  # double click: no duplicate
-        assert "already recorded" in replay[4]
+        # double click: refused, no duplicate
+        assert "already has your rating" in gr_error(h.submit, state, str(1 + k % 5), 3, req("rater0"))
         state, progress, prompt, audio, message, ovl, rel = out
     assert seen  # the HTML prompt came up, escaped
     assert state["item_id"] is None and "remaining **0**" in progress
@@ -164,11 +183,12 @@ def test_admin_results_export_and_closing(app, tmp_path):
     assert [list(t.iloc[:, 0]) for t in empty[1:4]] == [["no data yet"]] * 3
     assert "no data yet" in empty[4].to_json() and "no data yet" in empty[5].to_json()
     for rater in ("rater0", "rater1", "boss"):
-        state = h.open_session(sid, req(rater))[0]
-        while state["item_id"] is not None:
+        out = h.open_session(sid, req(rater))
+        while out[0]["item_id"] is not None:
             with ctx.session() as s:
-                gold = s.get(ListeningItem, state["item_id"]).is_gold
-            state = h.submit(state, 4, 5 if rater == "rater1" or not gold else 1, req(rater))[0]
+                gold = s.get(ListeningItem, out[0]["item_id"]).is_gold
+            play(ctx, rater, out[3])
+            out = h.submit(out[0], 4, 5 if rater == "rater1" or not gold else 1, req(rater))
     summary, systems, differences, raters, chart, agreement = h.results(sid, req("boss"))
     assert "Krippendorff" in summary and "Excluded: rater1" in summary  # gold REL 5 ≥ 3
     assert "cluster bootstrap over prompts and raters" in summary

@@ -8,11 +8,11 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.pairs import build_pairs, describe
 from db.models import AudioClip, Pair, PairScore
 from db.session import open_store
-from test_pairs_fixtures import add_caption, add_group, add_models, add_score, paper_world
+from builders.pairs import add_caption, add_group, add_models, add_score, paper_world
 
 runner = CliRunner()
 

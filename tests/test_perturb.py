@@ -1,6 +1,6 @@
 """Perturbations through the real `openai` client against a loopback OpenAI-compatible server.
 
-The server is tests/llm_server.py (http.server in a thread on 127.0.0.1).
+The server is tests/builders/llm_server.py (http.server in a thread on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from llm_server import FakeLLM
+from builders.llm_server import FakeLLM
 
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.perturb.llm import LLMConfig, LLMFatalError, OpenAIPerturber
 from curator.perturb.parse import build_prompt, compare_key, load_template, parse_perturbations
 from curator.perturb.run import run_perturbations

@@ -19,7 +19,7 @@ from curator.models.tiny import build_tiny_tango
 from curator.scoring.tiny import build_tiny_clap, build_tiny_laion
 from db.models import AudioClip, Caption, ClapModel, Pair, PairScore, Perturbation, Score, SelectionRun
 from db.session import open_store
-from llm_server import FakeLLM
+from builders.llm_server import FakeLLM
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.pretrain import CAPTIONS_FILE, SUMMARY_FILE, run_pretrain
 from trainer.pretrain_config import PretrainConfig, load_pretrain_config, smoke_config
 

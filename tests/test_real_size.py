@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models.real_size import AUDIOLDM_VAE, FLAN_T5_LARGE, build_real_size_tango, parameter_counts
-from curator.models.tango import HIFIGAN_16K_64, TANGO_UNET_CONFIG, load_tango
+from curator.models.tango import load_tango
+from curator.models.tango.config import HIFIGAN_16K_64, TANGO_UNET_CONFIG
 from trainer.config import TrainConfig
 from trainer.memory import GiB, check_fits, estimate_train_memory, latent_positions
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from annotate_ui import runs
-from annotate_ui.app import make_context
-from annotate_ui.runs_tab import RunsHandlers
+from annotate_ui.logic import runs
+from annotate_ui.web.app import make_context
+from annotate_ui.web.runs_tab import RunsHandlers
 from db.annotation import User
 from db.listening import ClipSet, ClipSetItem
 from db.models import AudioClip, Caption, text_hash

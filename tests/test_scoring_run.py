@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from curator.audio import encode_wav
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.scoring.clap import load_clap
 from curator.scoring.run import run_scoring
 from curator.scoring.tiny import build_tiny_clap, build_tiny_laion

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotate_ui import audit
-from annotate_ui.app import make_context, media_bytes
-from annotate_ui.spectrogram import HEIGHT, WIDTH, blind_png, cache_path, cached_png, spectrogram_image
+from annotate_ui.logic import audit
+from annotate_ui.logic.media_route import serve
+from annotate_ui.web.app import make_context
+from annotate_ui.logic.spectrogram import HEIGHT, WIDTH, blind_png, cache_path, cached_png, spectrogram_image
 from curator.audio import SAMPLE_RATE
-from curator.errors import CuratorError
-from test_ui_fixtures import make_pool, make_users
+from db.errors import CuratorError
+from builders.ui import make_pool, make_users, play_pair
 
 
 def _events(first: str) -> np.ndarray:
@@ -81,15 +82,16 @@ def test_media_route_serves_the_image_to_the_token_owner_only(sqlite_store_url, 
         task = audit.next_assignment(s, r0)
         s.commit()
         ref = (task.assignment_id, "a")
-        image = ctx.media_url(r0, "audit", ref, "spectrogram").split("/")[1]
-        sound = ctx.media_url(r0, "audit", ref).split("/")[1]
-        data, media_type = media_bytes(ctx, s, r0, image)
-        assert media_type == "image/png" and data.startswith(b"\x89PNG")
-        assert media_bytes(ctx, s, r0, sound)[1] == "audio/wav"
+        image = ctx.media_url(s, r0, "audit", ref, "spectrogram").split("/")[1]
+        sound = ctx.media_url(s, r0, "audit", ref).split("/")[1]
+        got = serve(s, ctx.audio_store, ctx.copies, r0, image, None)
+        assert got.media_type == "image/png" and got.body.startswith(b"\x89PNG")
+        assert serve(s, ctx.audio_store, ctx.copies, r0, sound, None).media_type == "audio/wav"
         with pytest.raises(CuratorError, match="no open clip of yours"):
-            media_bytes(ctx, s, r1, image)
+            serve(s, ctx.audio_store, ctx.copies, r1, image, None)
+        play_pair(s, audio_store, r0, task.assignment_id)
         audit.vote(s, r0, task.assignment_id, "A", "")
         s.commit()
     with ctx.session() as s:  # the pair is voted: its image, like its audio, is no longer served
         with pytest.raises(CuratorError):
-            media_bytes(ctx, s, r0, image)
+            serve(s, ctx.audio_store, ctx.copies, r0, image, None)

@@ -1,4 +1,4 @@
-"""annotate_ui.stats: mean ± t-interval and Krippendorff's α, checked by hand and against the
+"""curator.stats: mean ± t-interval and Krippendorff's α, checked by hand and against the
 independent `krippendorff` package (PyPI)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from annotate_ui.stats import (coincidence_matrix, design_mean_ci, krippendorff_alpha, krippendorff_alpha_ci,
+from curator.stats import (coincidence_matrix, design_mean_ci, krippendorff_alpha, krippendorff_alpha_ci,
                                loo_agreement, mean_ci, paired_difference_ci)
 
 NAN = np.nan

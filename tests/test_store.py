@@ -7,7 +7,7 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import Caption, text_hash
 from db.session import check_migrated, downgrade, make_engine, open_store, table_names, upgrade
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.models import tango as T
+from curator.models.tango import config, keys, parts
 from curator.models.tiny import build_tiny_tango, tiny_tango
 
 PROMPTS = ["a dog barks while rain falls", "a man speaks"]
@@ -31,7 +32,7 @@ def loaded(tiny_dir):
 
 
 def test_saved_folder_is_the_declare_lab_layout(tiny_dir):
-    for name in T.LAYOUT_FILES:
+    for name in config.LAYOUT_FILES:
         assert (tiny_dir / name).is_file(), name
     main = json.loads((tiny_dir / "main_config.json").read_text())
     assert set(main) == {"text_encoder_name", "scheduler_name", "unet_model_name", "unet_model_config_path",
@@ -89,21 +90,48 @@ def test_clip_depends_on_its_seed_not_its_batch(loaded):
 def test_vae_key_mapping_round_trip(loaded):
     n = len(loaded.vae.config.block_out_channels)
     vae_sd, voc_sd = loaded.vae.state_dict(), loaded.vocoder.state_dict()
-    original = T.diffusers_vae_to_original(vae_sd, voc_sd, n)
+    original = keys.diffusers_vae_to_original(vae_sd, voc_sd, n)
     assert len(original) == len(vae_sd) + len(voc_sd) - 2  # mean/scale are not AudioLDM's
-    back_vae, back_voc = T.original_vae_to_diffusers(original, n)
+    back_vae, back_voc = keys.original_vae_to_diffusers(original, n)
     assert back_vae.keys() == vae_sd.keys()
     assert all(torch.equal(back_vae[k], vae_sd[k]) for k in vae_sd)
     assert set(back_voc) == set(voc_sd) - {"mean", "scale"}
     # the decoder's level order is reversed between the two namings
-    assert T.vae_key_to_diffusers("decoder.up.0.block.1.nin_shortcut.weight", 3) == \
+    assert keys.vae_key_to_diffusers("decoder.up.0.block.1.nin_shortcut.weight", 3) == \
         "decoder.up_blocks.2.resnets.1.conv_shortcut.weight"
-    assert T.vae_key_to_original("decoder.up_blocks.0.upsamplers.0.conv.bias", 3) == "decoder.up.2.upsample.conv.bias"
-    assert T.vae_key_to_diffusers("encoder.mid.attn_1.proj_out.weight", 3) == \
+    assert keys.vae_key_to_original("decoder.up_blocks.0.upsamplers.0.conv.bias", 3) == "decoder.up.2.upsample.conv.bias"
+    assert keys.vae_key_to_diffusers("encoder.mid.attn_1.proj_out.weight", 3) == \
         "encoder.mid_block.attentions.0.to_out.0.weight"
-    assert T.vocoder_key_to_diffusers("ups.3.weight") == "upsampler.3.weight"
+    assert keys.vocoder_key_to_diffusers("ups.3.weight") == "upsampler.3.weight"
     with pytest.raises(CuratorError, match="unexpected key 'model.diffusion_model"):
-        T.original_vae_to_diffusers({"model.diffusion_model.x.weight": torch.zeros(1)}, 3)
+        keys.original_vae_to_diffusers({"model.diffusion_model.x.weight": torch.zeros(1)}, 3)
+
+
+def test_key_tables_round_trip_every_key_of_a_tiny_model(loaded):
+    """One rule table per mapping, read both ways: every key of the tiny model's VAE and vocoder
+    goes to the other naming and back unchanged, from either side, and no two keys collide."""
+    n = len(loaded.vae.config.block_out_channels)
+    vae_keys = list(loaded.vae.state_dict())
+    voc_keys = [k for k in loaded.vocoder.state_dict() if k not in ("mean", "scale")]
+    original = [keys.vae_key_to_original(k, n) for k in vae_keys]
+    assert len(set(original)) == len(vae_keys)
+    assert [keys.vae_key_to_diffusers(k, n) for k in original] == vae_keys
+    voc_original = [keys.vocoder_key_to_original(k) for k in voc_keys]
+    assert len(set(voc_original)) == len(voc_keys)
+    assert [keys.vocoder_key_to_diffusers(k) for k in voc_original] == voc_keys
+    # every family of keys is covered, in the names each side uses
+    for part in ("encoder.down.0.block.0.", "decoder.up.1.upsample.", "encoder.mid.block_2.", "decoder.mid.attn_1.q.",
+                 "encoder.norm_out.", "quant_conv."):
+        assert any(k.startswith(part) for k in original), part
+    assert any(k.startswith("ups.") for k in voc_original) and any(k.startswith("resblocks.") for k in voc_original)
+    # a key of neither naming is refused both ways
+    for convert in (keys.vae_key_to_diffusers, keys.vae_key_to_original):
+        with pytest.raises(KeyError):
+            convert("encoder.something_else.weight", n)
+    # each rule names the same slots on both sides
+    for table in (keys.VAE_RULES, keys.VOCODER_RULES):
+        for original_tpl, diffusers_tpl in table:
+            assert sorted(keys._SLOT.findall(original_tpl)) == sorted(keys._SLOT.findall(diffusers_tpl))
 
 
 def test_save_of_a_loaded_model_loads_identically(loaded, tmp_path):
@@ -133,7 +161,7 @@ def test_official_checkpoint_defaults(tiny_dir, tmp_path):
     with pytest.raises(CuratorError) as err:
         T.load_tango(folder)
     assert "UNet weights do not match its config" in str(err.value) and "\n" not in str(err.value)
-    sched = T.default_scheduler().config
+    sched = parts.default_scheduler().config
     assert (sched.num_train_timesteps, sched.beta_start, sched.beta_end, sched.beta_schedule, sched.prediction_type) == \
         (1000, 0.00085, 0.012, "scaled_linear", "v_prediction")
 
@@ -245,5 +273,5 @@ def test_weight_norm_vocoder_keys_are_folded(loaded):
     conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 6, 3))
     g = conv.parametrizations.weight.original0.detach()
     v = conv.parametrizations.weight.original1.detach()
-    folded = T.fold_weight_norm({"vocoder.conv_pre.weight_g": g, "vocoder.conv_pre.weight_v": v})
+    folded = keys.fold_weight_norm({"vocoder.conv_pre.weight_g": g, "vocoder.conv_pre.weight_v": v})
     torch.testing.assert_close(folded["vocoder.conv_pre.weight"], conv.weight.detach())

@@ -16,7 +16,8 @@ from trainer.config import TrainConfig
 from trainer.data import load_export
 from trainer.model import load_base
 from trainer.synthetic import write_export
-from trainer.train import load_features, pair_terms, run_training
+from trainer.steps import load_features, pair_terms
+from trainer.train import run_training
 
 DUR = 0.32
 

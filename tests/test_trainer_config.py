@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.config import TrainConfig, config_from_dict, load_config, parse_set, resume_mismatch
-from trainer.data import Verdicts, apply_policy, load_export
+from curator.verdicts import Verdicts
+from trainer.data import apply_policy, load_export
 from trainer.synthetic import write_export
 
 
@@ -145,7 +146,7 @@ def test_help_lists_every_key_from_the_field_metadata():
 
 
 def test_checkpoint_pruning_and_latest(tmp_path):
-    from trainer.train import STATE_FILE, checkpoint_steps, latest_checkpoint, prune_checkpoints
+    from trainer.run_folder import STATE_FILE, checkpoint_steps, latest_checkpoint, prune_checkpoints
 
     with pytest.raises(CuratorError, match="does not exist"):
         latest_checkpoint(tmp_path / "none")

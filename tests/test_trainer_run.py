@@ -12,13 +12,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.cache import FeatureCache, build_features
 from trainer.config import TrainConfig
 from trainer.data import load_export
 from trainer.reference import CHUNK, ReferenceTable
 from trainer.synthetic import write_export
-from trainer.train import dpo_forward, load_features, make_batch, micro_generator, pair_terms, run_training
+from trainer.steps import dpo_forward, load_features, make_batch, micro_generator, pair_terms
+from trainer.train import run_training
 
 DUR = 0.32  # seconds: 32 mel frames → latents (8, 8, 16)
 

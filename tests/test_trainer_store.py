@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from trainer.synthetic import pair_waves
 
 DUR = 0.32
@@ -91,6 +91,7 @@ def test_run_from_store_is_recorded(session, audio_store, tmp_path):
     from db.training import TrainingRun
     from trainer.config import TrainConfig
     from trainer.data import load_store_pairs
+    from trainer.runs import StoreRecorder
     from trainer.train import run_training
 
     _seed_store(session, audio_store, scores=[GOOD, GOOD])
@@ -99,7 +100,7 @@ def test_run_from_store_is_recorded(session, audio_store, tmp_path):
     cfg = TrainConfig(model=str(base), data="store", out=str(tmp_path / "run"), duration_s=DUR, train_batch_size=2,
                       gradient_accumulation_steps=1, sft_epochs=0, dpo_epochs=1, audit_policy="ignore")
     result = run_training(cfg, lambda: load_store_pairs(session, audio_store, preset="paper", policy="ignore"),
-                          session=session, progress=False)
+                          recorder=StoreRecorder(session), progress=False)
     run = session.get(TrainingRun, result.run_id)
     assert run.status == "finished" and run.global_step == 1 and run.n_pairs == 2
     assert run.source == "store:paper/ignore" and run.source_hash == result.source_hash
@@ -107,7 +108,6 @@ def test_run_from_store_is_recorded(session, audio_store, tmp_path):
     assert run.config["beta"] == 2000.0 and "rewards/accuracies" in run.final_metrics
 
     # trainer eval on that checkpoint: clips with strategy "eval", a clip set for listening sessions
-    pytest.importorskip("curator.world.judge")
     from db.listening import ClipSet
     from db.models import AudioClip
     from trainer.evaluate import EvalSettings, evaluate
@@ -123,3 +123,34 @@ def test_run_from_store_is_recorded(session, audio_store, tmp_path):
     again = evaluate(result.checkpoints[-1], ["world-judge-a"], settings, prompts=["a dog barks", "rain falls"],
                      session=session, audio_store=audio_store)  # a rerun reuses the stored clips
     assert [r["clip_sha"] for r in again.rows] == [r["clip_sha"] for r in report.rows]
+
+
+def test_a_run_that_fails_is_recorded_as_failed(session, audio_store, tmp_path):
+    """The recorder, not the loop, owns the store's record: an error inside the loop (here raised
+    while a checkpoint is recorded) rolls back what was pending and commits the run as failed."""
+    from curator.models.tiny import build_tiny_tango
+    from db.training import TrainingRun
+    from trainer.config import TrainConfig
+    from trainer.data import load_store_pairs
+    from trainer.runs import StoreRecorder
+    from trainer.train import run_training
+
+    class FailingRecorder(StoreRecorder):
+        def checkpoint(self, step, path):
+            super().checkpoint(step, path)
+            raise RuntimeError("the disk is full")
+
+    _seed_store(session, audio_store, scores=[GOOD, GOOD])
+    session.commit()
+    base = build_tiny_tango(tmp_path / "tiny")
+    cfg = TrainConfig(model=str(base), data="store", out=str(tmp_path / "run"), duration_s=DUR, train_batch_size=2,
+                      gradient_accumulation_steps=1, sft_epochs=0, dpo_epochs=2, checkpoint_every=1,
+                      audit_policy="ignore")
+    recorder = FailingRecorder(session)
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        run_training(cfg, lambda: load_store_pairs(session, audio_store, preset="paper", policy="ignore"),
+                     recorder=recorder, progress=False)
+    session.expire_all()
+    run = session.get(TrainingRun, recorder.run.id)
+    assert run.status == "failed" and run.error == "the disk is full" and run.global_step == 1
+    assert [c["step"] for c in run.checkpoints] == [1] and run.finished_at is not None

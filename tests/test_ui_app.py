@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import socket
 import threading
 from contextlib import contextmanager
 
@@ -16,39 +15,15 @@ import soundfile as sf
 from gradio_client import Client
 from sqlalchemy import func, select
 
-from annotate_ui import audit
-from annotate_ui.app import launch, make_context
-from annotate_ui.auth import disable_user
+from annotate_ui.logic import audit
+from annotate_ui.logic.auth import disable_user
 from curator.filter import get_preset, thresholds_of
 from db.annotation import AuditAssignment, AuditItem, User
 from db.models import AudioClip, Pair
-from test_ui_fixtures import PASSWORD, make_pool, make_users
+from builders.app import EVIL, play_all, player_urls, running_app
+from builders.ui import PASSWORD
 
 PAPER = ("paper", 0.45, 0.60, 0.40, 0.0, 0.05, 0.35, 0.08, 0.70)
-EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_app(store_url, audio_store, *, n_pairs=6, n_raters=2, overlap=3, captions=None, concurrency=16):
-    ctx = make_context(store_url, audio_store)
-    with ctx.session() as s:
-        pairs = make_pool(s, audio_store, n_pairs, captions=captions)
-        users = make_users(s, n_raters=n_raters, admins=1)
-        audit.enqueue(s, pairs, reason="random", added_by="admin0", overlap=overlap)
-    port = free_port()
-    demo = launch(ctx, port=port, prevent_thread_lock=True, concurrency=concurrency)
-    try:
-        yield ctx, f"http://127.0.0.1:{port}/", pairs, users
-    finally:
-        demo.close()
-
-
 def client(url, name, password=PASSWORD) -> Client:
     return Client(url, auth=(name, password), download_files=False, verbose=False)
 
@@ -76,7 +51,7 @@ def test_rater_is_refused_every_admin_event(app):
             rater.predict(*args, api_name=api_name)
     with ctx.session() as s:
         assert s.scalar(select(func.count()).select_from(AuditItem)) == len(pairs)  # nothing filled
-        from curator.errors import CuratorError
+        from db.errors import CuratorError
         with pytest.raises(CuratorError):
             get_preset(s, "sneaky")
     admin = client(url, "admin0")
@@ -103,13 +78,16 @@ def test_votes_are_stamped_with_the_logged_in_user(app):
     out = r0.predict(api_name="/next")
     aid, caption = out[0], out[1]
     assert EVIL not in caption and "&lt;script&gt;" in caption  # caption escaped
-    # rater1 replays rater0's assignment id: refused, nothing recorded
-    with pytest.raises(Exception, match="not assigned to you"):
-        r1.predict(aid, "", api_name="/vote_B")
+    # rater1 replays rater0's assignment id: refused with the reason, nothing recorded
+    assert "not assigned to you" in r1.predict(aid, "", api_name="/vote_B")[4]
+    # not played yet: refused with the reason on the same pair, nothing recorded
+    assert "⚠ play clips A and B to the end before you vote" in r0.predict(aid, "clear winner", api_name="/vote_A")[4]
+    with _login(url, "rater0") as h:
+        play_all(h, out[2])
     nxt = r0.predict(aid, "clear winner", api_name="/vote_A")
     assert nxt[4].startswith("Recorded") and nxt[0] != aid
-    with pytest.raises(Exception, match="already has your vote"):
-        r0.predict(aid, "", api_name="/vote_B")  # replayed submit
+    again = r0.predict(aid, "", api_name="/vote_B")  # replayed submit: refused, the next pair stays
+    assert "already has your vote" in again[4] and again[0] == nxt[0]
     with ctx.session() as s:
         a = s.get(AuditAssignment, int(aid))
         assert (s.get(User, a.user_id).name, a.verdict, a.note, a.state) == ("rater0", "A", "clear winner", "done")
@@ -152,16 +130,6 @@ def _login(url, name):
     with httpx.Client(base_url=url, timeout=20) as h:
         h.post("/login", data={"username": name, "password": PASSWORD}).raise_for_status()
         yield h
-
-
-def player_urls(players: str) -> dict[str, str]:
-    """{side: media URL} of the players HTML."""
-    return dict(re.findall(r'id="audio-([ab])" class="player"><div class="side">[AB]</div><audio[^>]* src="([^"]+)"', players))
-
-
-def spectrogram_urls(players: str) -> dict[str, str]:
-    """{side: media URL of the spectrogram image} of the players HTML."""
-    return dict(re.findall(r'id="audio-([ab])" class="player">.*?<img class="spectrogram"[^>]* src="([^"]+)"', players))
 
 
 def test_audio_route_serves_only_the_owners_open_pair(app):
@@ -235,10 +203,11 @@ def test_audit_events_answer_the_page_in_one_request(app):
     with _login(url, "rater0") as h:
         out = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "abc"}).json()["data"]
         aid = out[0]
+        play_all(h, out[2])
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, "ok"], "session_hash": "abc"})
         assert r.status_code == 200 and r.json()["data"][4].startswith("Recorded")
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, ""], "session_hash": "abc"})  # replay
-        assert r.status_code != 200 and "already has your vote" in r.text
+        assert r.status_code == 200 and "already has your vote" in r.json()["data"][4]
     with ctx.session() as s:
         a = s.get(AuditAssignment, int(aid))
         assert (s.get(User, a.user_id).name, a.verdict, a.note) == ("rater0", "A", "ok")
@@ -287,10 +256,12 @@ def _load(store_url, audio_store, n_raters, votes_each, overlap):
             try:
                 c, mine = clients[name], []
                 out = c.predict(api_name="/next")
-                for k in range(votes_each):
-                    assert out[0], f"{name} ran out of pairs after {k} votes"
-                    mine.append(out[0])
-                    out = c.predict(out[0], "", api_name=("/vote_A", "/vote_B", "/vote_both_good", "/vote_both_bad")[k % 4])
+                with _login(url, name) as h:
+                    for k in range(votes_each):
+                        assert out[0], f"{name} ran out of pairs after {k} votes"
+                        mine.append(out[0])
+                        play_all(h, out[2])
+                        out = c.predict(out[0], "", api_name=("/vote_A", "/vote_B", "/vote_both_good", "/vote_both_bad")[k % 4])
                 cast[name] = mine
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)

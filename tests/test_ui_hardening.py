@@ -18,16 +18,16 @@ from gradio_client import Client
 from scipy.stats import binom
 from sqlalchemy import select
 
-from annotate_ui import audit
-from annotate_ui import listening as L
-from annotate_ui.app import launch, make_context
-from annotate_ui.auth import LoginLimiter, SessionClock
+from annotate_ui.logic import audit
+from annotate_ui.logic.listening import clipsets, design, queue
+from annotate_ui.web.app import launch, make_context
+from annotate_ui.logic.auth import LoginLimiter, SessionClock
 from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem
 from db.models import AudioClip, Caption, Pair, text_hash
-from test_ui_app import free_port, player_urls, spectrogram_urls
-from test_ui_fixtures import PASSWORD, make_users
+from builders.app import free_port, play_all, player_urls, spectrogram_urls
+from builders.ui import PASSWORD, make_users
 
 
 class FakeClock:
@@ -183,8 +183,8 @@ def _listening_world(ctx, audio_store):
                                 generator=gen, checkpoint_id="c", prompt=cap.text, caption_id=cap.id,
                                 strategy="eval", slot=0))
         s.flush()
-        sets = [L.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
-        ls = L.create_listening_session(s, "blind", sets, n_prompts=4, n_gold=3)
+        sets = [clipsets.clip_set_from_generator(s, f"set-{g}", generator=g) for g in ("sysA", "sysB")]
+        ls = design.create_listening_session(s, "blind", sets, n_prompts=4, n_gold=3)
         return ls.id
 
 
@@ -204,7 +204,7 @@ def test_listening_gold_items_cannot_be_spotted_by_their_audio(sqlite_store_url,
                 r = h.get("/" + src)
                 assert r.status_code == 200
                 with ctx.session() as s:
-                    item = L.next_item(s, sid, 2, None).item_id  # the item the page shows (rater0 is user 2)
+                    item = queue.next_item(s, sid, 2, None).item_id  # the item the page shows (rater0 is user 2)
                 got.append((item, _stats(src, r)))
                 out = c.predict(3, 3, api_name="/listen_submit")
     with ctx.session() as s:
@@ -246,7 +246,7 @@ def test_login_flood_locks_the_account_and_the_client_and_checks_off_the_loop(sq
         return real_login(name, password)
 
     ctx.login = spy
-    caplog.set_level(logging.WARNING, logger="annotate_ui.auth")
+    caplog.set_level(logging.WARNING, logger="annotate_ui.logic.auth")
     with served(ctx) as url, httpx.Client(base_url=url, timeout=30) as h:
         def login(name, pw=PASSWORD):
             return h.post("/login", data={"username": name, "password": pw})
@@ -318,7 +318,9 @@ def test_request_bodies_over_the_limit_are_refused_unread(sqlite_store_url, audi
         make_users(s, n_raters=1, admins=1)
         audit.enqueue(s, strategy1_pool(s, audio_store, n_captions=1, losers=1), reason="random", added_by="t")
     with served(ctx) as url, logged_in(url, "rater0") as h:
-        aid = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "x"}).json()["data"][0]
+        out = h.post("/gradio_api/run/next", json={"data": [], "session_hash": "x"}).json()["data"]
+        aid = out[0]
+        play_all(h, out[2])
         big = "x" * (5 << 20)
         r = h.post("/gradio_api/run/vote_A", json={"data": [aid, big], "session_hash": "x"})
         assert r.status_code == 413 and "larger than 65536 bytes" in r.text
@@ -345,7 +347,10 @@ def test_error_messages_quote_only_a_short_prefix(sqlite_store_url, audio_store)
     with served(ctx) as url:
         admin = Client(url, auth=("admin0", PASSWORD), download_files=False, verbose=False)
         rater = Client(url, auth=("rater0", PASSWORD), download_files=False, verbose=False)
-        for c, args, api in ((rater, (huge, ""), "/vote_A"), (rater, (huge,), "/skip"),
+        # a refused vote answers with its reason in the message line (the page shows it there)
+        text = rater.predict(huge, "", api_name="/vote_A")[4]
+        assert text.startswith("⚠") and "zzzz" * 30 not in text and len(text) < 400, text[:200]
+        for c, args, api in ((rater, (huge,), "/skip"),
                              (admin, ("x", huge, "", "eval"), "/listen_create_clip_set"),
                              (admin, (huge, "x", "", "eval"), "/listen_create_clip_set"),
                              (admin, (huge, ["x"], 3, 0, "", 4, 3.0, ""), "/listen_create_session")):

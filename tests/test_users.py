@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotate_ui import auth
+from annotate_ui.logic import auth
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.annotation import User
 from db.session import open_store
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from curator.cli import app
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.world import make_perturber, parse_caption, random_captions
 from curator.world.grammar import EVENTS, CaptionError
 

@@ -29,8 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from curator.audio import decode_audio
-from curator.errors import CuratorError
-from curator.models.tango import atomic_torch_save
+from db.errors import CuratorError
+from curator.models.tango.checkpoint import atomic_torch_save
 
 from trainer.data import PairSet
 

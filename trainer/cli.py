@@ -16,7 +16,9 @@ from typing import List, Optional
 import typer
 
 from curator.cli.common import AudioRootOpt, OneLineErrors, choices, user_errors, version_option
-from curator.errors import CuratorError
+from db.errors import CuratorError
+from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
+from db.session import session_scope
 from trainer.config import AUDIT_POLICIES
 
 app = typer.Typer(name="trainer", cls=OneLineErrors,
@@ -68,14 +70,14 @@ def run_cmd(
         explicit["data"] = "store"
     if resume == "latest":
         from trainer.config import read_config_file
-        from trainer.train import latest_checkpoint
+        from trainer.run_folder import latest_checkpoint
 
         where = out or (read_config_file(config).get("out") if config else None)
         if not where:
             raise CuratorError("--resume latest needs the run folder: give --out DIR (or a config with out)")
         resume = str(latest_checkpoint(where))
     if resume and not (config or model):  # resume with the saved config by default
-        from trainer.train import read_checkpoint
+        from trainer.run_folder import read_checkpoint
 
         from trainer.config import config_from_dict, parse_set
 
@@ -89,6 +91,7 @@ def run_cmd(
 
 
 def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, progress: bool) -> None:
+    from trainer.runs import StoreRecorder
     from trainer.train import run_training
 
     if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
@@ -98,10 +101,8 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
             raise CuratorError("--data store (or --preset) needs --db URL")
     if db:
         from curator.audio import audio_store_for
-        from db.session import open_store
 
-        factory = open_store(db)
-        with factory() as session:
+        with session_scope(db) as session:
             def loader():
                 if cfg.data == "store":
                     from trainer.data import load_store_pairs
@@ -112,7 +113,7 @@ def run(cfg, *, db: str | None, audio_root: str | None, resume: str | None, prog
 
                 return load_pairs(cfg.data)
 
-            result = run_training(cfg, loader, resume=resume, session=session, progress=progress)
+            result = run_training(cfg, loader, resume=resume, recorder=StoreRecorder(session), progress=progress)
     else:
         from trainer.data import load_pairs
 
@@ -161,9 +162,9 @@ def compare_cmd(
     split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),
     scorer: List[str] = typer.Option([], "--scorer", help="[NAME=]SPEC: world-judge-a|b, a laion .pt, an HF CLAP id (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json, table.md, figure.png and the clips."),
-    steps: int = typer.Option(200, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3: 200)."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1: 3)."),
-    duration: float = typer.Option(10.24, "--duration", help="Seconds per clip."),
+    steps: int = typer.Option(EVAL_STEPS, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3)."),
+    guidance: float = typer.Option(GUIDANCE_SCALE, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1)."),
+    duration: float = typer.Option(CLIP_SECONDS, "--duration", help="Seconds per clip."),
     seeds: int = typer.Option(1, "--seeds", help="Seeds per prompt (0..N-1), the same for every checkpoint."),
     limit: int = typer.Option(0, "--limit", help="Only the first N prompts (0 = all)."),
     batch_size: int = typer.Option(4, "--batch-size"),
@@ -172,6 +173,7 @@ def compare_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Same prompts and seeds for every checkpoint: scores, temporal metrics, FAD, mean ± 95 % CI, paired differences, splits."""
+    from annotate_ui.logic.listening.design import create_listening_session
     from trainer.compare import CompareSettings, compare, parse_checkpoint_spec
     from trainer.evaluate import read_prompts
 
@@ -184,12 +186,11 @@ def compare_cmd(
     warn = lambda line: typer.echo(line, err=True)  # noqa: E731
     if db:
         from curator.audio import audio_store_for
-        from db.session import open_store
 
-        with open_store(db)() as session:
+        with session_scope(db) as session:
             result = compare(specs, scorer, settings, prompts=texts, out_dir=out, session=session,
                              audio_store=audio_store_for(db, audio_root), split=split, listening=listening,
-                             progress=not quiet, warn=warn)
+                             create_listening=create_listening_session, progress=not quiet, warn=warn)
     else:
         result = compare(specs, scorer, settings, prompts=texts, out_dir=out, listening=listening,
                          progress=not quiet, warn=warn)
@@ -219,9 +220,9 @@ def eval_cmd(
     db: Optional[str] = DbOption,
     split: str = typer.Option("test", "--split", help="With --db and no --prompts: captions of this split."),
     scorer: List[str] = typer.Option([], "--scorer", help="[NAME=]SPEC: world-judge-a|b, a laion .pt, an HF CLAP id (repeatable)."),
-    steps: int = typer.Option(200, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3: 200)."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1: 3)."),
-    duration: float = typer.Option(10.24, "--duration", help="Seconds per clip."),
+    steps: int = typer.Option(EVAL_STEPS, "--steps", help="Denoising steps (arXiv 2404.09956 §5.3)."),
+    guidance: float = typer.Option(GUIDANCE_SCALE, "--guidance", help="Classifier-free guidance (arXiv 2404.09956 §3.1)."),
+    duration: float = typer.Option(CLIP_SECONDS, "--duration", help="Seconds per clip."),
     seed: int = typer.Option(0, "--seed"),
     limit: int = typer.Option(0, "--limit", help="Only the first N prompts (0 = all)."),
     batch_size: int = typer.Option(4, "--batch-size"),
@@ -238,13 +239,11 @@ def eval_cmd(
         raise CuratorError("give at least one --scorer (e.g. world-judge-a or a CLAP checkpoint)")
     if db:
         from curator.audio import audio_store_for
-        from db.session import open_store
 
-        with open_store(db)() as session:
+        with session_scope(db) as session:
             texts = read_prompts(prompts) if prompts else None
             report = evaluate(checkpoint, scorer, settings, prompts=texts, session=session,
                               audio_store=audio_store_for(db, audio_root), split=split, name=name)
-            session.commit()
     else:
         if not prompts:
             raise CuratorError("give --prompts FILE, or --db URL for the store's held-out captions")

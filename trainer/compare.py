@@ -17,13 +17,13 @@ confidence intervals, paired differences and the paper's splits (arXiv 2404.0995
    per-event strengths) and, for each CLAP scorer, its audio embeddings (`fad_<scorer>`).
    Prompts the grammar cannot read have no reference here, so FAD is left out for them.
 4. Statistics: per checkpoint and metric the mean over prompts of the per-prompt mean over seeds,
-   with a Student-t 95 % interval (annotate_ui.stats.mean_ci); the paired difference to the first
+   with a Student-t 95 % interval (curator.stats.mean_ci); the paired difference to the first
    checkpoint, paired over prompts and pooled over seeds; FAD's interval and difference by a
    bootstrap over prompts (the same resamples for every checkpoint). Splits: number of events
    (arXiv 2404.09956 Figure 3) and temporal vs non-temporal prompts (arXiv 2404.09956 Table 5, the T2 keywords).
 5. OUT/results.json, OUT/table.md, OUT/figure.png (matplotlib), written atomically. With a store,
    each checkpoint's first-seed clips become a clip set `compare:<out>:<NAME>` (trainer.evaluate's
-   clip rows), and `listening` creates a listening session over them (annotate_ui.listening).
+   clip rows), and `listening` creates a listening session over them (annotate_ui.logic.listening.design, which the CLI passes in).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from curator.errors import CuratorError
+from curator.stats import mean_ci
+from db.errors import CuratorError
+from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
 
 WORLD_METRICS = ("presence_recall", "presence_precision", "ordering_error_rate", "onset_error_s", "count_error_rate")
 LOWER_IS_BETTER = {"ordering_error_rate", "onset_error_s", "count_error_rate", "fad"}
@@ -46,9 +48,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 @dataclass(frozen=True)
 class CompareSettings:
-    steps: int = 200  # arXiv 2404.09956 §5.3
-    guidance: float = 3.0  # arXiv 2404.09956 §3.1
-    duration_s: float = 10.24  # arXiv 2404.09956 §3.1
+    steps: int = EVAL_STEPS
+    guidance: float = GUIDANCE_SCALE
+    duration_s: float = CLIP_SECONDS
     seeds: tuple[int, ...] = (0,)
     batch_size: int = 4
     limit: int = 0
@@ -223,8 +225,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, *, fast: bool = False) -> flo
 
 
 def _ci(values: Sequence[float]) -> dict[str, Any]:
-    from annotate_ui.stats import mean_ci
-
     r = mean_ci([float(v) for v in values])
     lo = r.low if r.low is not None else r.mean
     hi = r.high if r.high is not None else r.mean
@@ -370,8 +370,11 @@ def _generate(name: str, generator, prompts: Sequence[str], settings: CompareSet
 
 def compare(checkpoints: Sequence[tuple[str, Path]], scorer_specs: Sequence[str], settings: CompareSettings, *,
             prompts: Sequence[str] | None = None, out_dir: str | Path, session=None, audio_store=None,
-            split: str = "test", listening: str | None = None, progress: bool = True,
-            warn: Callable[[str], None] = print) -> CompareResult:
+            split: str = "test", listening: str | None = None, create_listening: Callable[..., Any] | None = None,
+            progress: bool = True, warn: Callable[[str], None] = print) -> CompareResult:
+    """LISTENING names a listening session to create over the clip sets with CREATE_LISTENING
+    (annotate_ui.logic.listening.design.create_listening_session: the caller, a CLI, passes it in,
+    since the rater app's logic sits above the trainer)."""
     from curator.audio import resample
     from curator.scoring.specs import make_scorer
 
@@ -385,6 +388,8 @@ def compare(checkpoints: Sequence[tuple[str, Path]], scorer_specs: Sequence[str]
         raise CuratorError("give at least one --scorer (world-judge-a, world-judge-b or a CLAP checkpoint)")
     if listening and session is None:
         raise CuratorError("--listening needs --db (the listening session lives in the store)")
+    if listening and create_listening is None:
+        raise ValueError("compare(listening=...) needs create_listening, the function that creates the session")
     scorers = []
     for spec in scorer_specs:
         try:
@@ -510,10 +515,8 @@ def compare(checkpoints: Sequence[tuple[str, Path]], scorer_specs: Sequence[str]
     }
     ls_name = None
     if listening:
-        from annotate_ui.listening import create_listening_session
-
-        ls = create_listening_session(session, listening, [clip_sets[n] for n in names],
-                                      n_prompts=min(settings.listening_prompts, len(prompts)), seed=0)
+        ls = create_listening(session, listening, [clip_sets[n] for n in names],
+                              n_prompts=min(settings.listening_prompts, len(prompts)), seed=0)
         session.commit()
         ls_name = ls.name
         results["listening"] = ls_name

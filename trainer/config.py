@@ -14,15 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from curator.errors import CuratorError
+from curator import paper
+from db.errors import CuratorError
 from curator.fsutil import read_utf8
+from curator.validate import is_int, is_number
 
 AUDIT_POLICIES = ("ignore", "drop-rejected", "human-winner", "majority")
-OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
-MIXED_PRECISION = ("no", "fp16", "bf16")
-LR_SCHEDULERS = ("linear", "constant_with_warmup", "cosine", "constant")
-LATENT_MODES = ("mean", "sample")
-REPORT_TO = ("none", "tensorboard", "wandb", "trackio", "mlflow")
 
 
 def _key(default: Any, meaning: str, paper: str = "") -> Any:
@@ -47,29 +44,29 @@ class TrainConfig:
     max_pairs: int = _key(0, "0 = all pairs; N = the first N (smoke runs)")
 
     # --- Diffusion-DPO ---
-    beta: float = _key(2000.0, "β of Eq. 17; the loss uses β/2 (trainer/loss.py)", "§4.2, §5.1")
-    sft_epochs: int = _key(1, "epochs of plain diffusion loss on (prompt, winner) first", "§5.1")
-    dpo_epochs: int = _key(4, "then epochs of Diffusion-DPO", "§5.1")
+    beta: float = _key(paper.DPO_BETA, "β of Eq. 17; the loss uses β/2 (trainer/loss.py)", "§4.2, §5.1")
+    sft_epochs: int = _key(paper.SFT_EPOCHS, "epochs of plain diffusion loss on (prompt, winner) first", "§5.1")
+    dpo_epochs: int = _key(paper.DPO_EPOCHS, "then epochs of Diffusion-DPO", "§5.1")
     max_steps: int = _key(0, "0 = (sft_epochs + dpo_epochs) epochs; N = stop after N optimizer steps")
-    uncond_prob: float = _key(0.1, "conditioning dropout (zeroed text embedding), the same for both halves of a pair",
+    uncond_prob: float = _key(paper.UNCOND_PROB, "conditioning dropout (zeroed text embedding), the same for both halves of a pair",
                               "§3.1")
     latent: Literal["mean", "sample"] = _key("mean", "VAE posterior mean, or one fixed (seeded) sample per clip")
-    duration_s: float = _key(10.24, "clips padded/trimmed to this many seconds before the mel", "§3.1")
+    duration_s: float = _key(paper.CLIP_SECONDS, "clips padded/trimmed to this many seconds before the mel", "§3.1")
 
     # --- optimisation ---
     optimizer: Literal["adamw", "adamw8bit", "adafactor"] = _key(
         "adamw", "adamw (torch, fused on CUDA), adamw8bit (bitsandbytes, the lowmem extra) or adafactor", "§5.1")
-    learning_rate: float = _key(9.6e-7, "peak learning rate", "§5.1")
+    learning_rate: float = _key(paper.LEARNING_RATE, "peak learning rate", "§5.1")
     adam_beta1: float = _key(0.9, "AdamW β1", "§5.1")
     adam_beta2: float = _key(0.999, "AdamW β2", "§5.1")
     weight_decay: float = _key(0.01, "AdamW weight decay", "§5.1")
     adam_epsilon: float = _key(1e-8, "AdamW ε", "§5.1")
     lr_scheduler: Literal["linear", "constant_with_warmup", "cosine", "constant"] = _key(
         "linear", "learning-rate schedule after warmup (diffusers.optimization)", "§5.1")
-    lr_warmup_steps: int = _key(200, "optimizer steps of linear warmup", "§5.1")
+    lr_warmup_steps: int = _key(paper.LR_WARMUP_STEPS, "optimizer steps of linear warmup", "§5.1")
     max_grad_norm: float = _key(1.0, "gradient clipping norm; 0 = no clipping")
-    train_batch_size: int = _key(4, "pairs per device per micro-batch", "§5.1")
-    gradient_accumulation_steps: int = _key(4, "micro-batches per optimizer step (4 × 4 × 2 GPUs = 32)", "§5.1")
+    train_batch_size: int = _key(paper.TRAIN_BATCH_SIZE, "pairs per device per micro-batch", "§5.1")
+    gradient_accumulation_steps: int = _key(paper.GRADIENT_ACCUMULATION_STEPS, "micro-batches per optimizer step (4 × 4 × 2 GPUs = 32)", "§5.1")
 
     # --- scale ---
     mixed_precision: Literal["no", "fp16", "bf16"] = _key(
@@ -154,10 +151,9 @@ def _type_error(name: str, value: Any, hint: Any) -> str | None:
     if hint is bool:
         return None if isinstance(value, bool) else f"{name}={value!r} is not true/false"
     if hint is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else f"{name}={value!r} is not an integer"
+        return None if is_int(value) else f"{name}={value!r} is not an integer"
     if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else f"{name}={value!r} is not a number"
+        return None if is_number(value) else f"{name}={value!r} is not a number"
     if hint is str:
         return None if isinstance(value, str) else f"{name}={value!r} is not a string"
     return f"{name}: unsupported field type {hint!r}"
@@ -180,7 +176,7 @@ def config_from_dict(values: dict[str, Any], *, where: str = "config") -> TrainC
         raise CuratorError(f"{where}: unknown key(s) {', '.join(unknown)}{hints} (known: {', '.join(known)})")
     coerced = {}
     for key, value in values.items():
-        if known[key] is float and isinstance(value, int) and not isinstance(value, bool):
+        if known[key] is float and is_int(value):
             value = float(value)
         coerced[key] = value
     return TrainConfig(**coerced)

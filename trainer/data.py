@@ -10,7 +10,7 @@ Two sources, one result (`PairSet`):
   columns through the `datasets` library (curator.hub_data), its `train` split in row order.
 - **Store** (`--data store --db URL --preset NAME --set audit_policy=…`): the pairs the preset's
   filter keeps (curator.filter), then the audit policy over the raters' verdicts
-  (annotate_ui.audit.verdict_counts: agree / disagree / both_good / both_bad per pair):
+  (curator.verdicts.verdict_counts: agree / disagree / both_good / both_bad per pair):
 
   | policy          | an audited pair is …                                                            |
   |-----------------|---------------------------------------------------------------------------------|
@@ -35,8 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from curator.errors import CuratorError
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
 from curator.export import audio_base
+from curator.filter import get_preset, keep_mask, load_preset_table, thresholds_of
+from curator.hub_data import dataset_name, dataset_rows, is_datasets_source, open_dataset
+from curator.verdicts import Verdicts, verdict_counts
+from db.errors import CuratorError
+from db.models import AudioClip, Caption, Pair
 
 EXPORT_COLUMNS = ("prompt", "chosen", "rejected", "strategy")
 
@@ -117,8 +125,6 @@ def _cell_bytes(cell: Any, base: Path, label: str) -> bytes:
 
 def load_export(path: str | Path) -> PairSet:
     """Every row of the export's parquet files, in file then row order."""
-    import pyarrow.parquet as pq
-
     pairs: list[PairMeta] = []
     labels: dict[str, str] = {}
     for file in parquet_files(path):
@@ -174,8 +180,6 @@ def load_export(path: str | Path) -> PairSet:
 
 def load_datasets(spec: str) -> PairSet:
     """Every row of the `train` split of a datasets hub id or save_to_disk folder, in row order."""
-    from curator.hub_data import dataset_name, dataset_rows, open_dataset
-
     ds = open_dataset(spec)
     name = dataset_name(spec)
     base = Path(spec) if Path(spec).is_dir() else Path.cwd()
@@ -212,61 +216,30 @@ def load_datasets(spec: str) -> PairSet:
 
 def load_pairs(spec: str) -> PairSet:
     """`--data SPEC` (not the store): a datasets folder or hub id, else an export folder / parquet file."""
-    from curator.hub_data import is_datasets_source
-
     return load_datasets(spec) if is_datasets_source(spec) else load_export(spec)
 
 
 # --------------------------------------------------------------------------- store
 
 
-@dataclass(frozen=True)
-class Verdicts:
-    agree: int = 0
-    disagree: int = 0
-    both_good: int = 0
-    both_bad: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.agree + self.disagree + self.both_good + self.both_bad
-
-
-def _as_verdicts(value: Any) -> Verdicts:
-    get = (lambda k: value.get(k, 0)) if isinstance(value, dict) else (lambda k: getattr(value, k, 0))
-    return Verdicts(*(int(get(k) or 0) for k in ("agree", "disagree", "both_good", "both_bad")))
-
-
 def apply_policy(policy: str, verdicts: Verdicts | None) -> str:
     """'keep', 'swap' or 'drop' for one pair under POLICY (see the module docstring)."""
-    if policy == "ignore" or verdicts is None or verdicts.total == 0:
+    if policy == "ignore" or verdicts is None or verdicts.votes == 0:
         return "keep"
     v = verdicts
     if policy == "drop-rejected":
         return "drop" if v.disagree or v.both_bad else "keep"
     if policy == "human-winner":
-        if 2 * v.both_good > v.total or 2 * v.both_bad > v.total:
+        if 2 * v.both_good > v.votes or 2 * v.both_bad > v.votes:
             return "drop"
         return "swap" if v.disagree > v.agree else "keep"
     if policy == "majority":
-        return "keep" if 2 * v.agree > v.total else "drop"
+        return "keep" if 2 * v.agree > v.votes else "drop"
     raise CuratorError(f"audit policy {policy!r} is not one of ignore, drop-rejected, human-winner, majority")
-
-
-def _verdict_counts(session, pair_ids: Sequence[int]) -> dict[int, Verdicts]:
-    from annotate_ui.audit import verdict_counts  # only store sources with an audit policy read the votes
-    raw = verdict_counts(session, list(pair_ids))
-    return {int(pid): _as_verdicts(v) for pid, v in raw.items()}
 
 
 def load_store_pairs(session, audio_store, *, preset: str, policy: str) -> PairSet:
     """Approved pairs: the preset's filter, then the audit policy; in pair id order."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import aliased
-
-    from curator.filter import get_preset, keep_mask, load_preset_table, thresholds_of
-    from db.models import AudioClip, Caption, Pair
-
     p = get_preset(session, preset)
     table = load_preset_table(session, p)
     mask = keep_mask(table, thresholds_of(p))
@@ -276,7 +249,7 @@ def load_store_pairs(session, audio_store, *, preset: str, policy: str) -> PairS
         raise CuratorError(f"no pairs to train on: preset {preset!r} keeps none of the {len(table)} scored pairs")
     decisions = {pid: "keep" for pid in ids}
     if policy != "ignore":
-        counts = _verdict_counts(session, ids)
+        counts = verdict_counts(session, ids)
         decisions = {pid: apply_policy(policy, counts.get(pid)) for pid in ids}
         n_drop = sum(d == "drop" for d in decisions.values())
         n_swap = sum(d == "swap" for d in decisions.values())

@@ -18,16 +18,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
+from curator.paper import CLIP_SECONDS, EVAL_STEPS, GUIDANCE_SCALE
 
 EVAL_STRATEGY = "eval"
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    steps: int = 200  # arXiv 2404.09956 §5.3
-    guidance: float = 3.0  # arXiv 2404.09956 §3.1
-    duration_s: float = 10.24  # arXiv 2404.09956 §3.1
+    steps: int = EVAL_STEPS
+    guidance: float = GUIDANCE_SCALE
+    duration_s: float = CLIP_SECONDS
     seed: int = 0
     batch_size: int = 4
     limit: int = 0

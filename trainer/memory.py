@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
+from curator.paper import HOP_LENGTH, N_MELS, SAMPLE_RATE
 
 GiB = 2 ** 30
 OPTIMIZER_BYTES = {"adamw": 8.0, "adamw8bit": 2.0, "adafactor": 0.2}  # state bytes per parameter
@@ -63,7 +64,8 @@ def activation_units(unet_config: dict | None) -> float:
                      for i, c in enumerate(unet_config.get("block_out_channels", ()))))
 
 
-def latent_positions(seconds: float, hop: int = 160, rate: int = 16000, mels: int = 64, factor: int = 4) -> int:
+def latent_positions(seconds: float, hop: int = HOP_LENGTH, rate: int = SAMPLE_RATE, mels: int = N_MELS,
+                     factor: int = 4) -> int:
     """Latent time frames × frequency bins of a clip of SECONDS (Tango: 10.24 s → 256 × 16)."""
     frames = int(round(seconds * rate / hop))
     return max(1, frames // factor) * (mels // factor)

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 TINY = "tiny"
 

@@ -32,7 +32,7 @@ Stages (each resumable; a rerun with the same `--out` continues where the last o
 3. vocoder → DIR/work/vocoder.pt;
 4. latents → DIR/work/latents.pt (posterior means, scale factor);
 5. UNet → DIR/step-K/ (a complete Tango folder + pretrain_state.pt), DIR/metrics.jsonl as
-   `trainer run` writes it (trainer.train's helpers);
+   `trainer run` writes it (trainer.run_folder's helpers);
 6. the final model: the Tango layout at DIR itself (main_config.json written last), plus
    DIR/train_captions.txt (what `trainer compare` checks test prompts against) and
    DIR/pretrain_summary.json (sizes, losses, timings).
@@ -53,10 +53,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from curator.errors import CuratorError
-from curator.models.tango import atomic_torch_save
+from db.errors import CuratorError
+from curator.fsutil import atomic_write_json
+from curator.models.tango.checkpoint import atomic_torch_save
 from trainer.pretrain_config import HOP, SAMPLE_RATE, PretrainConfig, pretrain_config_from_dict, resume_mismatch
-from trainer.train import METRICS_FILE, _atomic_json, _truncate_metrics
+from trainer.run_folder import METRICS_FILE, truncate_metrics
 
 CONFIG_FILE = "pretrain_config.json"
 STATE_FILE = "pretrain_state.pt"
@@ -83,7 +84,8 @@ def mel_frontend():
     """What waveform_to_mel reads of a Tango: AudioLDM's STFT config and its mel filterbank."""
     from types import SimpleNamespace
 
-    from curator.models.tango import StftConfig, stft_buffers
+    from curator.models.tango.config import StftConfig
+    from curator.models.tango.parts import stft_buffers
 
     stft = StftConfig()
     buffers = stft_buffers(stft)
@@ -106,7 +108,8 @@ def build_text_encoder(cfg: PretrainConfig):
 
 
 def build_vae(cfg: PretrainConfig):
-    from curator.models.tango import VaeConfig, vae_from_config
+    from curator.models.tango.config import VaeConfig
+    from curator.models.tango.parts import vae_from_config
 
     torch.manual_seed(cfg.seed + 1)
     vc = VaeConfig(ddconfig={"double_z": True, "z_channels": LATENT_CHANNELS, "resolution": 256,
@@ -123,7 +126,7 @@ def vocoder_config(cfg: PretrainConfig) -> dict[str, Any]:
 
 
 def build_vocoder(cfg: PretrainConfig):
-    from curator.models.tango import vocoder_from_config
+    from curator.models.tango.parts import vocoder_from_config
 
     torch.manual_seed(cfg.seed + 2)
     return vocoder_from_config(vocoder_config(cfg))
@@ -141,7 +144,7 @@ def unet_config(cfg: PretrainConfig) -> dict[str, Any]:
 
 
 def build_unet(cfg: PretrainConfig):
-    from curator.models.tango import unet_from_config
+    from curator.models.tango.parts import unet_from_config
 
     torch.manual_seed(cfg.seed + 3)
     return unet_from_config(unet_config(cfg))
@@ -151,7 +154,8 @@ def assemble(cfg: PretrainConfig, tokenizer, text_encoder, unet, vae, vocoder, s
     """The parts as a curator.models.tango.Tango (what save_tango writes)."""
     from diffusers import DDPMScheduler
 
-    from curator.models.tango import SD21_SCHEDULER_CONFIG, Tango
+    from curator.models.tango import Tango
+    from curator.models.tango.config import SD21_SCHEDULER_CONFIG
 
     front = mel_frontend()
     return Tango(
@@ -226,7 +230,7 @@ def _train_part(name: str, module: torch.nn.Module, step_fn: Callable[[int], tup
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, last = int(state["step"]), state.get("metrics", {})
-        _truncate_metrics(log, step)
+        truncate_metrics(log, step)
     module.train()
 
     def save(done: bool) -> None:
@@ -273,7 +277,7 @@ class _Timings:
 
     def add(self, stage: str, seconds: float) -> None:
         self.values[stage] = round(self.values.get(stage, 0.0) + seconds, 3)
-        _atomic_json(self.values, self.path)
+        atomic_write_json(self.path, self.values)
 
 
 def latest_step(out: Path) -> int:
@@ -475,7 +479,7 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
         state = torch.load(out / f"step-{step}" / STATE_FILE, map_location="cpu", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
-        _truncate_metrics(out / METRICS_FILE, step)
+        truncate_metrics(out / METRICS_FILE, step)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     unet.train()
     hidden, mask = data["hidden"], data["mask"]
@@ -561,12 +565,13 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
                               "unet": n_params(tango.unet)},
                "final": {"vae": vae_metrics, "vocoder": voc_metrics, "unet": last}, "timings_s": timings.values,
                "torch_threads": torch.get_num_threads(), "device": str(device)}
-    _atomic_json(summary, out / SUMMARY_FILE)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return PretrainResult(out, cfg.steps, n, summary)
 
 
 def _write_final(tango, out: Path) -> None:
-    from curator.models.tango import MAIN_CONFIG, save_tango
+    from curator.models.tango import save_tango
+    from curator.models.tango.config import MAIN_CONFIG
 
     tmp = out / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

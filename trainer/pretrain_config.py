@@ -19,13 +19,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
+from curator.paper import HOP_LENGTH as HOP
+from curator.paper import SAMPLE_RATE
+from curator.validate import is_int
 from trainer.config import _type_error, read_config_file
 
-SAMPLE_RATE = 16_000  # arXiv 2404.09956 §3.1
-HOP = 160  # AudioLDM's STFT hop (arXiv 2404.09956 §3.1): 100 mel frames per second
 VAE_FACTOR = 4  # AudioLDM's VAE halves time and frequency twice (ch_mult of three levels)
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -158,7 +158,7 @@ def pretrain_config_from_dict(values: dict[str, Any], *, where: str = "pretrain 
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise CuratorError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
-    coerced = {k: float(v) if known[k] is float and isinstance(v, int) and not isinstance(v, bool) else v
+    coerced = {k: float(v) if known[k] is float and is_int(v) else v
                for k, v in values.items()}
     return PretrainConfig(**coerced)
 

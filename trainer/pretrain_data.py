@@ -28,9 +28,9 @@ from typing import Iterable
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
+from curator.paper import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 ROW_FILES = ("metadata.jsonl", "metadata.csv")
 AUDIO_COLUMNS = ("file_name", "audio", "path")
 CAPTION_COLUMNS = ("caption", "text", "prompt")

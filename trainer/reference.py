@@ -2,7 +2,7 @@
 
 The DPO loss compares the policy's per-sample MSE with the frozen reference's on the *same*
 noisy latents. The reference never changes, and every input of its pass is fixed in advance: a
-micro-batch's pairs come from the seeded per-epoch permutation (train.Sampler) and its timesteps,
+micro-batch's pairs come from the seeded per-epoch permutation (trainer.steps.Sampler) and its timesteps,
 noise and conditioning dropout from the generator of (seed, micro-batch, process)
 (train.micro_generator). So the reference MSE of each DPO micro-batch this process will run can
 be computed in one no-grad pass before training, the way TRL's `precompute_ref_log_probs` does for
@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from curator.models.tango import atomic_torch_save
+from curator.models.tango.checkpoint import atomic_torch_save
 
 CHUNK = 64  # micro-batches per file
 

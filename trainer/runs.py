@@ -1,12 +1,13 @@
 """The store's record of training runs (db.training.TrainingRun). Functions take the caller's
-Session and flush; the caller commits."""
+Session and flush; the caller commits. `StoreRecorder` is such a caller: handed to
+`trainer.train.run_training`, it records the run over the caller's Session and commits at each
+checkpoint and at the end, so a resumable run's record is durable per checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import utcnow
@@ -41,6 +42,44 @@ def finish_run(session: Session, run: TrainingRun, *, status: str, step: int, me
     session.flush()
 
 
-def runs_for(session: Session, out_dir: str | Path) -> list[TrainingRun]:
-    return list(session.scalars(select(TrainingRun).where(TrainingRun.out_dir == str(Path(out_dir).resolve()))
-                                .order_by(TrainingRun.id)))
+class RunRecorder(Protocol):
+    """What `run_training` tells about a run, on its main process."""
+
+    def start(self, cfg, *, base_model: str, source: str, source_hash: str, n_pairs: int,
+              resumed_from: str | None) -> int | None: ...
+
+    def checkpoint(self, step: int, path: Path) -> None: ...
+
+    def finish(self, *, status: str, step: int, metrics: dict[str, Any]) -> None: ...
+
+    def failed(self, *, step: int, metrics: dict[str, Any], interrupted: bool, error: str | None) -> None: ...
+
+
+class StoreRecorder:
+    """A run's TrainingRun in SESSION (the caller's): added at the start, committed with each
+    checkpoint and at the end; a failed or interrupted run rolls back what it left pending and
+    commits its status."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.run: TrainingRun | None = None
+
+    def start(self, cfg, *, base_model: str, source: str, source_hash: str, n_pairs: int,
+              resumed_from: str | None) -> int:
+        self.run = start_run(self.session, cfg, base_model=base_model, source=source, source_hash=source_hash,
+                             n_pairs=n_pairs, resumed_from=resumed_from)
+        return self.run.id
+
+    def checkpoint(self, step: int, path: Path) -> None:
+        record_checkpoint(self.session, self.run, step, path)
+        self.session.commit()
+
+    def finish(self, *, status: str, step: int, metrics: dict[str, Any]) -> None:
+        finish_run(self.session, self.run, status=status, step=step, metrics=metrics)
+        self.session.commit()
+
+    def failed(self, *, step: int, metrics: dict[str, Any], interrupted: bool, error: str | None) -> None:
+        self.session.rollback()
+        finish_run(self.session, self.run, status="interrupted" if interrupted else "failed", step=step,
+                   metrics=metrics, error=error)
+        self.session.commit()

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, show_progress, user_errors
+from db.session import session_scope
 
 captions_app = typer.Typer(help="Import captions and select T1 (arXiv 2404.09956 §4.1).", no_args_is_help=True)
 
@@ -22,12 +23,9 @@ def import_cmd(
 ) -> None:
     """Import captions, de-duplicated (whitespace-normalised text); a rerun adds nothing."""
     from curator.captions import import_captions
-    from db.session import open_store
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         result = import_captions(session, path, source=source, split=split)
-        session.commit()
     typer.echo(result.summary())
 
 
@@ -37,7 +35,7 @@ def select_cmd(
     clusters: int = typer.Option(200, "--clusters", help="KMeans clusters K (paper: 200, arXiv 2404.09956 §4.1)."),
     per_cluster: int = typer.Option(70, "--per-cluster", help="Captions taken per cluster, closest to the centre first (paper: 70)."),
     model: str = typer.Option("all-MiniLM-L6-v2", "--model",
-                              help="sentence-transformers id or folder (default: the packaged all-MiniLM-L6-v2; paper: thenlper/gte-large)."),
+                              help="sentence-transformers id or folder (default: all-MiniLM-L6-v2, from the offline extra's package or the hub; paper: thenlper/gte-large)."),
     seed: int = typer.Option(0, "--seed", help="KMeans random_state."),
     batch_size: int = typer.Option(64, "--batch-size", help="Embedding batch size."),
     split: str = typer.Option("train", "--split", help="Candidate captions' split."),
@@ -45,13 +43,10 @@ def select_cmd(
 ) -> None:
     """Select T1: embed, KMeans, keep the N captions closest to each centre."""
     from curator.captions import select_captions
-    from db.session import open_store
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         run = select_captions(session, model=model, clusters=clusters, per_cluster=per_cluster, progress=show_progress(),
                               seed=seed, batch_size=batch_size, split=split)
-        session.commit()
         typer.echo(f"selection run {run.id}: {run.n_selected} of {run.n_candidates} captions "
                    f"({clusters} clusters × up to {per_cluster}, model {model}, seed {seed})")
 

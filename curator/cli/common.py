@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
-from curator.errors import CuratorError, shorten
+from db.errors import CuratorError, shorten
 from db.session import DEFAULT_DB, safe_url
 
 DbOpt = Annotated[

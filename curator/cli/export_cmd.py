@@ -9,7 +9,7 @@ import typer
 
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, choices, show_progress, user_errors
 from curator.export import AUDIO_LAYOUTS
-from db.session import open_store
+from db.session import session_scope
 
 AudioLayout = choices("AudioLayout", AUDIO_LAYOUTS)
 
@@ -42,15 +42,13 @@ def export(
     from curator.export import MANIFEST, export_audio_alpaca
 
     if push_to_hub is None and private:
-        from curator.errors import CuratorError
+        from db.errors import CuratorError
 
         raise CuratorError("--private goes with --push-to-hub REPO")
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         path = export_audio_alpaca(session, audio_store_for(db, audio_root), out, preset_name=preset, db_url=db,
                                    force=force, audio=audio.value, progress=show_progress())
-        session.commit()
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     counts = ", ".join(f"S{k}: {v}" for k, v in manifest["counts"].items() if k != "total")
     typer.echo(f"exported {manifest['n_pairs']} pairs ({counts}) with preset {preset!r} to {path}")
@@ -77,15 +75,9 @@ def import_pairs(
     from curator.audio import audio_store_for
     from curator.import_pairs import import_pairs as run_import
 
-    factory = open_store(db)
-    with factory() as session:
-        try:
-            counts = run_import(session, audio_store_for(db, audio_root), path, name=name,
-                                strategy_default=strategy_default, progress=show_progress())
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with session_scope(db) as session:  # all rows or none: an error rolls the import back
+        counts = run_import(session, audio_store_for(db, audio_root), path, name=name,
+                            strategy_default=strategy_default, progress=show_progress())
     typer.echo(f"imported {counts.rows} rows: {counts.pairs_created} new pairs ({counts.pairs_existing} already "
                f"there), {counts.clips_created} clips ({counts.converted} resampled/downmixed), "
                f"{counts.captions_created} new captions")

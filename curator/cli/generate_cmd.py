@@ -13,7 +13,9 @@ from typing import Optional
 import typer
 
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, choices, show_progress, user_errors
+from curator.paper import CLIP_SECONDS
 from db.models import STRATEGIES
+from db.session import open_store, session_scope
 
 Strategy = choices("Strategy", STRATEGIES)
 
@@ -34,7 +36,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Run seed; each clip's seed is derived from it and recorded."),
         batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips per generator call."),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N captions of the set."),
-        duration: float = typer.Option(10.24, "--duration", help="Seconds per clip (Tango: 10.24)."),
+        duration: float = typer.Option(CLIP_SECONDS, "--duration", help=f"Seconds per clip (Tango: {CLIP_SECONDS})."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (default: accelerate's)."),
         db: DbOpt = DB_DEFAULT,
         audio_root: AudioRootOpt = None,
@@ -43,19 +45,18 @@ def register(app: typer.Typer) -> None:
         from accelerate import PartialState
 
         from curator.audio import audio_store_for
-        from curator.errors import CuratorError
+        from db.errors import CuratorError
         from curator.generate.backends import resolve_generator
         from curator.generate.run import check_strategy, run_generation
-        from db.session import open_store
 
         strategy = check_strategy(strategy.value)
         if not duration > 0:
             raise CuratorError(f"--duration must be positive, got {duration}")
-        factory = open_store(db)  # refuses an un-migrated store
+        open_store(db)  # refuses an un-migrated store before anything slow starts
         state = PartialState(cpu=device == "cpu")
         generator = resolve_generator(model, backend=backend, checkpoint=checkpoint, device=device or state.device)
         store = audio_store_for(db, audio_root)
-        with factory() as session:
+        with session_scope(db) as session:
             counts = run_generation(session, store, generator, strategy, seed=seed, batch_size=batch_size, limit=limit,
                                     shard=(state.process_index, state.num_processes), duration_s=duration,
                                     progress=show_progress())

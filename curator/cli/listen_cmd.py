@@ -1,6 +1,6 @@
 """`curator listen ...`: clip sets and listening sessions from the command line.
 
-The same functions as the rater app's admin part (annotate_ui.listening); raters rate in the app.
+The same functions as the rater app's admin part (annotate_ui.logic.listening); raters rate in the app.
 
     curator listen clip-sets                                     list the clip sets (systems)
     curator listen clip-set create NAME --generator G [--checkpoint C] [--strategy eval]
@@ -18,8 +18,12 @@ from typing import List, Optional
 
 import typer
 
+from annotate_ui.logic.listening.clipsets import clip_set_from_generator, create_clip_set, list_clip_sets
+from annotate_ui.logic.listening.design import create_listening_session, list_sessions, set_session_open
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, user_errors
-from curator.errors import CuratorError
+from db.errors import CuratorError
+from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS, DEFAULT_N_PROMPTS
+from db.session import session_scope
 
 
 def _ci(ci) -> str:
@@ -40,8 +44,6 @@ def _num(x: Optional[float]) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS, DEFAULT_N_PROMPTS
-
     listen = typer.Typer(help="Listening sessions (arXiv 2404.09956 §5.3): clip sets, sessions, results.",
                          no_args_is_help=True)
     app.add_typer(listen, name="listen")
@@ -52,8 +54,6 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def clip_sets(db: DbOpt = DB_DEFAULT) -> None:
         """Clip sets (systems) with generator, checkpoint and number of clips; `trainer eval` writes them too."""
-        from annotate_ui.listening import list_clip_sets
-        from db.session import session_scope
 
         with session_scope(db) as s:
             rows = list_clip_sets(s)
@@ -80,8 +80,6 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = DB_DEFAULT,
     ) -> None:
         """A clip set from a generator's stored clips (lowest slot per caption) or from explicit clip ids."""
-        from annotate_ui.listening import clip_set_from_generator, create_clip_set
-        from db.session import session_scope
 
         if (generator is None) == (not clip):
             raise CuratorError("give either --generator G or --clip ID (repeatable), not both and not neither")
@@ -118,8 +116,6 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = DB_DEFAULT,
     ) -> None:
         """A listening session: prompts × clip sets plus gold items; open for raters at once."""
-        from annotate_ui.listening import create_listening_session
-        from db.session import session_scope
 
         if not clip_set_names:
             raise CuratorError("give at least one --clip-set NAME (see `curator listen clip-sets`)")
@@ -146,8 +142,6 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = DB_DEFAULT,
     ) -> None:
         """Listening sessions with their state and number of items."""
-        from annotate_ui.listening import list_sessions
-        from db.session import session_scope
 
         with session_scope(db) as s:
             rows = list_sessions(s, open_only=open_only)
@@ -159,8 +153,6 @@ def register(app: typer.Typer) -> None:
                        f"{r['min_raters']} raters per clip")
 
     def _set_open(name: str, is_open: bool, db: str) -> None:
-        from annotate_ui.listening import set_session_open
-        from db.session import session_scope
 
         with session_scope(db) as s:
             ls = set_session_open(s, name, is_open)
@@ -188,8 +180,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Mean ± 95 % CI per system for OVL and REL, Krippendorff's α (ordinal), excluded raters."""
-        from annotate_ui.listening import export_results, session_results
-        from db.session import session_scope
+        from annotate_ui.logic.listening.results import export_results, session_results  # loads scipy: only here
 
         with session_scope(db) as s:
             res = session_results(s, name)

@@ -8,7 +8,9 @@ from typing import Optional
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, JsonOpt, echo_json, show_progress, user_errors
-from db.session import open_store
+from curator.cli.filter_text import render_counts, render_histogram, threshold_marks
+from curator.paper import ALPHA, BETA_LOSER, DELTA1, DELTA2
+from db.session import session_scope
 
 presets_app = typer.Typer(help="Threshold presets of the filter (α, β, Δ per model; arXiv 2404.09956 §4.1.2).",
                           no_args_is_help=True)
@@ -29,10 +31,8 @@ def pairs(db: DbOpt = DB_DEFAULT,
     """
     from curator.pairs import build_pairs, describe
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         counts = build_pairs(session, batch_size=batch_size, progress=show_progress())
-        session.commit()
     typer.echo(describe(counts))
 
 
@@ -45,12 +45,10 @@ def stats(db: DbOpt = DB_DEFAULT,
     """Pairs kept per strategy (like the paper's Table 2) and the α/Δ distributions, kept vs dropped."""
     from curator import filter as flt
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         p = flt.get_preset(session, preset)
         th = flt.thresholds_of(p)
         table = flt.load_preset_table(session, p)
-        session.commit()  # "paper" may have just been created
     view = flt.evaluate(table, th, bins=bins)
     if as_json:
         echo_json({"preset": p.name, "thresholds": th.as_dict(), "models": list(table.model_names[:2]),
@@ -62,11 +60,11 @@ def stats(db: DbOpt = DB_DEFAULT,
                + f"; model 1 = {table.model_names[0]}, model 2 = {table.model_names[1]}")
     if table.n_unscored:
         typer.echo(f"{table.n_unscored} pair(s) lack a score under one of the two models and are left out")
-    typer.echo(flt.render_counts(view.counts, flt.strategy_counts(table)))
+    typer.echo(render_counts(view.counts, flt.strategy_counts(table)))
     for key in ("alpha1", "alpha2", "delta1", "delta2"):
         hist = view.histograms[key]
         typer.echo("")
-        typer.echo(flt.render_histogram(hist, width=width, marks=flt.threshold_marks(th, hist)))
+        typer.echo(render_histogram(hist, width=width, marks=threshold_marks(th, hist)))
 
 
 @presets_app.command("list")
@@ -75,10 +73,8 @@ def presets_list(db: DbOpt = DB_DEFAULT, as_json: JsonOpt = False) -> None:
     """Every preset with its thresholds."""
     from curator import filter as flt
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         rows = flt.list_presets(session)
-        session.commit()
         if as_json:
             echo_json([flt.preset_dict(p) for p in rows])
             return
@@ -96,10 +92,8 @@ def presets_show(name: str = typer.Argument("paper", help="Preset name."), db: D
     """One preset as JSON."""
     from curator import filter as flt
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         data = flt.preset_dict(flt.get_preset(session, name))
-        session.commit()
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -109,12 +103,12 @@ def presets_save(
     name: str = typer.Argument(..., help="Preset name (created, or updated when it exists)."),
     author: str = typer.Option(..., "--author", help="Who set these thresholds."),
     base: str = typer.Option("paper", "--from", help="Preset whose values fill the options not given."),
-    alpha1: Optional[float] = typer.Option(None, help="Winner score under model 1 ≥ α1 (paper 0.45)."),
-    alpha2: Optional[float] = typer.Option(None, help="Winner score under model 2 ≥ α2 (paper 0.60)."),
-    beta1: Optional[float] = typer.Option(None, help="Loser score under model 1 ≥ β1 (paper 0.40)."),
-    beta2: Optional[float] = typer.Option(None, help="Loser score under model 2 ≥ β2 (paper 0.0)."),
-    delta1: Optional[str] = typer.Option(None, help="Δ1 = winner − loser range MIN:MAX (paper 0.05:0.35)."),
-    delta2: Optional[str] = typer.Option(None, help="Δ2 range MIN:MAX (paper 0.08:0.70)."),
+    alpha1: Optional[float] = typer.Option(None, help=f"Winner score under model 1 ≥ α1 (paper {ALPHA[0]})."),
+    alpha2: Optional[float] = typer.Option(None, help=f"Winner score under model 2 ≥ α2 (paper {ALPHA[1]:.2f})."),
+    beta1: Optional[float] = typer.Option(None, help=f"Loser score under model 1 ≥ β1 (paper {BETA_LOSER[0]:.2f})."),
+    beta2: Optional[float] = typer.Option(None, help=f"Loser score under model 2 ≥ β2 (paper {BETA_LOSER[1]})."),
+    delta1: Optional[str] = typer.Option(None, help=f"Δ1 = winner − loser range MIN:MAX (paper {DELTA1[0]}:{DELTA1[1]})."),
+    delta2: Optional[str] = typer.Option(None, help=f"Δ2 range MIN:MAX (paper {DELTA2[0]}:{DELTA2[1]:.2f})."),
     model1: Optional[str] = typer.Option(None, help="Model 1 by name (default: first of the ensemble)."),
     model2: Optional[str] = typer.Option(None, help="Model 2 by name (default: second of the ensemble)."),
     db: DbOpt = DB_DEFAULT,
@@ -128,13 +122,11 @@ def presets_save(
     for m, value in ((1, delta1), (2, delta2)):
         if value is not None:
             changes[f"delta{m}_min"], changes[f"delta{m}_max"] = flt.parse_range(value, name=f"--delta{m}")
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         start = flt.get_preset(session, base)
         th = flt.thresholds_of(start).replace(**changes)
         p = flt.save_preset(session, name, th, author=author, model1=model1 or start.model1,
                             model2=model2 or start.model2)
-        session.commit()
         typer.echo(f"saved preset {p.name!r}: " + ", ".join(f"{k}={v:g}" for k, v in th.as_dict().items()))
 
 
@@ -144,10 +136,8 @@ def presets_delete(name: str = typer.Argument(..., help="Preset name."), db: DbO
     """Delete a preset ("paper" stays)."""
     from curator import filter as flt
 
-    factory = open_store(db)
-    with factory() as session:
+    with session_scope(db) as session:
         flt.delete_preset(session, name)
-        session.commit()
     typer.echo(f"deleted preset {name!r}")
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from curator.cli.common import DB_DEFAULT, DbOpt, choices, show_progress, user_errors
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.perturb.parse import PERTURB_STRATEGIES
+from db.session import open_store, session_scope
 
 PerturbStrategy = choices("PerturbStrategy", PERTURB_STRATEGIES)
 
@@ -26,10 +27,9 @@ def perturb(
     """Ask the LLM for five perturbed captions per caption; stores every raw answer, never asks twice; resumable."""
     from curator.perturb.parse import check_strategy
     from curator.perturb.run import run_perturbations
-    from db.session import open_store
 
     strategy = check_strategy(strategy.value)
-    factory = open_store(db)
+    open_store(db)  # refuses an un-migrated store before anything slow starts
     if backend == "openai":
         from curator.perturb.llm import LLMConfig, OpenAIPerturber
 
@@ -39,10 +39,7 @@ def perturb(
         for note in perturber.notes:
             typer.echo(f"note: {note}", err=True)
     elif backend == "world":
-        try:
-            from curator.world import make_perturber
-        except ImportError as exc:
-            raise CuratorError(f"--backend world needs curator.world, which cannot be imported: {exc}") from None
+        from curator.world import make_perturber
         perturber = make_perturber()
         if model and model != perturber.model:
             typer.echo(f"note: --model {model} is not used by --backend world; requests are recorded as "
@@ -50,7 +47,7 @@ def perturb(
     else:
         raise CuratorError(f"unknown --backend {backend!r}: expected openai or world")
 
-    with factory() as session:
+    with session_scope(db) as session:
         counts = run_perturbations(session, perturber, strategy, concurrency=concurrency, limit=limit,
                                    progress=show_progress())
     typer.echo(counts.summary())

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from curator.cli.common import DB_DEFAULT, AudioRootOpt, DbOpt, show_progress, user_errors
+from db.session import open_store, session_scope
 
 HELP = (
     "Score every clip against its caption's text with each --model, in ensemble order.\n\n"
@@ -31,16 +32,15 @@ def score(
     from curator.audio import audio_store_for
     from curator.scoring.run import run_scoring
     from curator.scoring.specs import make_scorer
-    from db.session import open_store
 
-    factory = open_store(db)
+    open_store(db)  # refuses an un-migrated store before anything slow starts
     names, scorers = [], []
     for spec in model:
         name, scorer = make_scorer(spec, device=device, batch_size=batch_size, tokenizer_source=tokenizer)
         names.append(name)
         scorers.append(scorer)
     store = audio_store_for(db, audio_root)
-    with factory() as session:
+    with session_scope(db) as session:
         counts = run_scoring(session, store, scorers, names=names, batch_size=batch_size,
                              progress=show_progress())
     typer.echo(f"scored {counts['scored']} (clip, model) pairs, {counts['cached']} already cached; "

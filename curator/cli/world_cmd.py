@@ -21,7 +21,7 @@ def captions(
     out: Path | None = typer.Option(None, "--out", help="File to write (one caption a line); default stdout."),
 ) -> None:
     """Write N captions of the world grammar, one per line (input for `curator captions import`)."""
-    from curator.errors import CuratorError
+    from db.errors import CuratorError
     from curator.world.grammar import random_captions
 
     if n < 1:

@@ -21,7 +21,7 @@ import torch
 
 from curator.audio import SAMPLE_RATE
 from curator.backends import Generator
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 BACKENDS = ("tango", "audioldm", "audioldm2", "world")
 

@@ -35,14 +35,12 @@ from tqdm.auto import tqdm
 
 from curator.audio import AudioStore
 from curator.backends import Generator
-from curator.errors import CuratorError
+from db.errors import CuratorError
+from curator.paper import CLIP_SECONDS as DURATION_S
+from curator.paper import GUIDANCE_SCALE as GUIDANCE
+from curator.paper import SLOTS_1_2, STEPS, STEPS_1_1
+from curator.validate import check_int, is_int
 from db.models import STRATEGIES, AudioClip, Caption, Perturbation
-
-GUIDANCE = 3.0  # arXiv 2404.09956 §3.1, §4.1
-STEPS_1_1 = (5, 25, 50, 100)  # arXiv 2404.09956 §4.1, Strategy 1.1
-STEPS = 50  # arXiv 2404.09956 §4.1, Strategies 1.2, 2, 3
-SLOTS_1_2 = 4  # arXiv 2404.09956 §4.1, Strategy 1.2: four clips per caption
-DURATION_S = 10.24  # Tango's clip length: 1024 mel frames → 256 latent frames (arXiv 2404.09956 §3.1)
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ def plan(session: Session, strategy: str, captions: Sequence[Caption], *, seed: 
 
 def shard_items(items: Sequence[WorkItem], shard: tuple[int, int]) -> list[WorkItem]:
     rank, world = shard
-    if not (isinstance(world, int) and world >= 1 and isinstance(rank, int) and 0 <= rank < world):
+    if not (is_int(world) and world >= 1 and is_int(rank) and 0 <= rank < world):
         raise CuratorError(f"bad shard {shard!r}: need 0 <= rank < world")
     return list(items[rank::world])
 
@@ -188,8 +186,7 @@ def run_generation(
     captions (by id). Returns counts: captions, planned, existing, generated, no_perturbation.
     """
     check_strategy(strategy)
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise CuratorError(f"batch size must be a positive integer, got {batch_size!r}")
+    check_int("batch size", batch_size, low=1)
     if limit is not None and limit < 1:
         raise CuratorError(f"limit must be positive, got {limit!r}")
     if not (duration_s > 0):

@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import torch
 
-from curator.errors import CuratorError
-from curator.models.tango import MelLatentParts
+from db.errors import CuratorError
+from curator.models.tango.model import MelLatentParts
 
 PIPELINES = {"AudioLDMPipeline": "audioldm", "AudioLDM2Pipeline": "audioldm2"}
 
@@ -91,7 +91,8 @@ def load_audioldm_model(spec: str, *, device: str | torch.device = "cpu") -> Aud
     """load_pipeline(SPEC, "audioldm") (the generator's loader), viewed for training."""
     from diffusers import DDPMScheduler
 
-    from curator.models.tango import StftConfig, stft_buffers
+    from curator.models.tango.config import StftConfig
+    from curator.models.tango.parts import stft_buffers
 
     pipe = load_pipeline(spec, "audioldm", device=device)
     rate = int(pipe.vocoder.config.sampling_rate)

@@ -23,19 +23,15 @@ from typing import Any
 
 import torch
 
-from curator.models.tango import (
+from curator.models.tango import Tango, save_tango
+from curator.models.tango.config import (
     HIFIGAN_16K_64,
     SD21_SCHEDULER_CONFIG,
-    TANGO_UNET_CONFIG,
     StftConfig,
-    Tango,
+    TANGO_UNET_CONFIG,
     VaeConfig,
-    save_tango,
-    stft_buffers,
-    unet_from_config,
-    vae_from_config,
-    vocoder_from_config,
 )
+from curator.models.tango.parts import stft_buffers, unet_from_config, vae_from_config, vocoder_from_config
 
 # FLAN-T5-Large's encoder (arXiv 2404.09956 §3.1: hidden size 1024), as transformers T5Config arguments.
 FLAN_T5_LARGE: dict[str, Any] = {

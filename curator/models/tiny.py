@@ -14,17 +14,10 @@ from pathlib import Path
 
 import torch
 
-from curator.models.tango import (
-    SD21_SCHEDULER_CONFIG,
-    StftConfig,
-    Tango,
-    save_tango,
-    stft_buffers,
-    unet_from_config,
-    vae_from_config,
-    VaeConfig,
-    vocoder_from_config,
-)
+from curator.models.tango import Tango, save_tango
+from curator.models.tango.config import SD21_SCHEDULER_CONFIG, StftConfig, VaeConfig
+from curator.models.tango.parts import stft_buffers, unet_from_config, vae_from_config, vocoder_from_config
+from curator.paper import SAMPLE_RATE
 
 # Words of AudioCaps-like captions (and of the miniature world's grammar); anything else is <unk>.
 _WORDS = """
@@ -116,7 +109,7 @@ TINY_VOCODER = {  # AudioLDM's HiFi-GAN shape: upsampling 5·4·2·2·2 = 160 = 
     "resblock_kernel_sizes": [3],
     "resblock_dilation_sizes": [[1, 3]],
     "num_mels": 64,
-    "sampling_rate": 16000,
+    "sampling_rate": SAMPLE_RATE,
 }
 
 
@@ -208,7 +201,7 @@ def tiny_audioldm_pipeline(seed: int = 0):
         bos_token_id=0, eos_token_id=2, hidden_size=8, intermediate_size=37, layer_norm_eps=1e-05,
         num_attention_heads=1, num_hidden_layers=1, pad_token_id=1, vocab_size=len(tokenizer), projection_dim=8))
     vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
-        model_in_dim=16, sampling_rate=16000, upsample_initial_channel=32, upsample_rates=[5, 4, 2, 2, 2],
+        model_in_dim=16, sampling_rate=SAMPLE_RATE, upsample_initial_channel=32, upsample_rates=[5, 4, 2, 2, 2],
         upsample_kernel_sizes=[10, 8, 4, 4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
         normalize_before=False))
     _calibrate_level(vocoder)
@@ -261,7 +254,7 @@ def tiny_audioldm2_pipeline(seed: int = 0):
     language_model.config.max_new_tokens = 8
     projection_model = AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=32, langauge_model_dim=16)
     vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
-        model_in_dim=16, sampling_rate=16000, upsample_initial_channel=32, upsample_rates=[5, 4, 2, 2, 2],
+        model_in_dim=16, sampling_rate=SAMPLE_RATE, upsample_initial_channel=32, upsample_rates=[5, 4, 2, 2, 2],
         upsample_kernel_sizes=[10, 8, 4, 4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
         normalize_before=False))
     _calibrate_level(vocoder)

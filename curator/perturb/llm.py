@@ -20,7 +20,7 @@ from typing import Callable
 
 import openai
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.perturb.parse import N_PERTURBATIONS, build_prompt, check_strategy, parse_perturbations
 
 PLACEHOLDER_API_KEY = "no-key-needed"

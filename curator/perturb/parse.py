@@ -16,7 +16,7 @@ import string
 from importlib import resources
 
 from curator.captions import CONTROL_RE
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 PERTURB_STRATEGIES = ("2", "3")
 N_PERTURBATIONS = 5  # five perturbed captions per caption, arXiv 2404.09956 §4.1

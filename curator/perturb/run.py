@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from curator.backends import Perturber
 from curator.captions import t1_captions, t2_captions
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.perturb.llm import LLMRetriesExhausted
 from curator.perturb.parse import check_strategy, clean_perturbations
 from db.models import Caption, Perturbation, PerturbationRequest

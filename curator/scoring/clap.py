@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from curator.audio import CLAP_SAMPLE_RATE
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.scoring.features import ClapFeaturizer, check_laion_features, quantize_int16
 from curator.scoring.laion import file_sha256, load_laion_clap
 

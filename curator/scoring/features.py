@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 # laion-clap's HTSAT-tiny audio config (sample_rate, window_size, hop_size, mel_bins, fmin, fmax,
 # clip_samples = 10 s), in `ClapFeatureExtractor`'s names, and the padding/truncation modes of its

@@ -50,7 +50,7 @@ from typing import Mapping
 
 import torch
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 LAION_AUDIO = "audio_branch."
 HF_AUDIO = "audio_model.audio_encoder."
@@ -450,7 +450,7 @@ def save_laion_checkpoint(model, path: str | Path, *, epoch: int = 1, name: str 
     {"module.<laion key>": tensor}, "optimizer": AdamW state with a numpy float64 learning rate}.
 
     Atomic (temporary file, then rename). Used to build tiny checkpoints in the real format."""
-    from curator.models.tango import atomic_torch_save
+    from curator.models.tango.checkpoint import atomic_torch_save
 
     path = Path(path)
     state = hf_to_laion({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from curator.audio import AudioStore
 from curator.backends import Scorer
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.models import AudioClip, Caption, ClapModel, Score, text_hash
 
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from curator.backends import Scorer
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 WORLD_JUDGES = ("world-judge-a", "world-judge-b")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$")

@@ -23,11 +23,11 @@ zero or above `MAX_COUNT`, an event named twice, more than `MAX_EVENTS` events â
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 MAX_EVENTS = 4  # the issue: one to four events per caption
 MAX_COUNT = 10  # "absurd counts" above this are refused
@@ -295,7 +295,3 @@ def random_captions(n: int, seed: int = 0) -> list[str]:
             seen.add(text)
             out.append(text)
     return out
-
-
-def with_mentions(scene: Scene, mentions: list[Mention]) -> Scene:
-    return replace(scene, mentions=tuple(mentions))

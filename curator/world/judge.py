@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 from scipy.signal import find_peaks
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.world.grammar import EVENTS, CaptionError, Mention, Scene, parse_caption
 from curator.world.render import MIN_SPACING_S, SAMPLE_RATE, RenderedEvent, _pink_noise, repeat_spacing, synth_mention
 

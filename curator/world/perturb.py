@@ -13,7 +13,7 @@ import hashlib
 
 import numpy as np
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from curator.world.grammar import EVENTS, MAX_EVENTS, Mention, Scene, parse_caption, random_mention
 
 N_PERTURBATIONS = 5  # arXiv 2404.09956 §4.1: five perturbed captions per caption

@@ -25,10 +25,10 @@ from typing import Sequence
 import numpy as np
 from scipy.signal import butter, sosfilt
 
+from curator.paper import CLIP_SECONDS as DEFAULT_DURATION_S
+from curator.paper import SAMPLE_RATE
 from curator.world.grammar import EVENTS, MAX_COUNT, CaptionError, Mention, Scene, parse_caption
 
-SAMPLE_RATE = 16_000  # Tango's rate (arXiv 2404.09956 §3.1)
-DEFAULT_DURATION_S = 10.24  # Tango's clip length (arXiv 2404.09956 §3.1)
 MIN_DURATION_S = 1.0
 DEFECTS = ("missing", "swap", "extra", "noise", "count")  # new kinds go last: the index seeds the render
 EVENT_RMS = 0.08  # every unit is normalised to this RMS before its level modifier

@@ -1,6 +1,6 @@
 """Builders for the rater-app tests: a pool of pairs with scores, users, audio in an AudioStore.
 
-(No tests here; imported by test_audit*, test_ui*, test_users* and benchmarks/bench_ui*.)
+(Imported by test_audit*, test_ui*, test_users* and benchmarks/bench_ui.py.)
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import random
 import numpy as np
 from sqlalchemy import insert
 
-from annotate_ui.auth import AuthUser, hash_password
+from annotate_ui.logic import media, media_route, playback
+from annotate_ui.logic.auth import AuthUser, hash_password
 from db.annotation import User
 from curator.audio import SAMPLE_RATE
 from db.models import STRATEGIES, AudioClip, Caption, ClapModel, Pair, PairScore, text_hash
@@ -80,3 +81,34 @@ def make_pool(session, audio_store, n_pairs: int, *, seed: int = 0, captions: li
         pair_ids.append(pair.id)
     session.flush()
     return pair_ids
+
+
+def _fetch(session, audio_store, user: AuthUser, kind: str, ref: tuple, share: float) -> None:
+    """Issue a token as the page does and fetch SHARE of its audio, in two range requests, through
+    the media route's work (annotate_ui.logic.media_route.serve, which records the bytes it sends)."""
+    token = playback.issue_grant(session, user.id, kind, ref)
+    copies = media.CopyCache()
+    total = media_route.serve(session, audio_store, copies, user, token, "bytes=0-0").total
+    last = total - 1 if share >= 1 else max(0, int(share * total) - 1)
+    if last >= 1:
+        media_route.serve(session, audio_store, copies, user, token, f"bytes=1-{last}")
+
+
+def play_pair(session, audio_store, user: AuthUser, assignment_id: int, *, share: float = 1.0,
+              sides=("a", "b")) -> None:
+    """The rater plays SIDES of their assignment (SHARE of each), as the page's players fetch them."""
+    for side in sides:
+        _fetch(session, audio_store, user, "audit", (int(assignment_id), side), share)
+
+
+def play_item(session, audio_store, user_id: int, session_id: int, item_id: int, *, share: float = 1.0) -> None:
+    """The rater plays a listening item's clip (SHARE of it) through the media route's work."""
+    _fetch(session, audio_store, AuthUser(int(user_id), "rater", "rater"), "listen", (int(session_id), int(item_id)), share)
+
+
+def mark_played(session, user_id: int, assignment_id: int, size: int = 1000) -> None:
+    """The playback record of both sides as the media route writes it after sending each whole clip,
+    without decoding audio (for pools made with write_audio=False: the load benchmark's logic run)."""
+    for side in ("a", "b"):
+        token = playback.issue_grant(session, user_id, "audit", (int(assignment_id), side))
+        playback.record_served(session, playback.find_grant(session, token, user_id).id, 0, size - 1, size)

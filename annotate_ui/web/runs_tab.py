@@ -1,5 +1,5 @@
 """The "Training runs" tab (admins): Gradio components and event wiring only; the work is in
-annotate_ui/runs.py. Raters never see the tab, and every handler checks the admin role."""
+annotate_ui/logic/runs.py. Raters never see the tab, and every handler checks the admin role."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import gradio as gr
 
-from annotate_ui import charts, runs
+from annotate_ui.logic import runs
+from annotate_ui.web import charts
 
 RUN_COLUMNS = {"id": "run", "status": "status", "base_model": "base model", "source": "source", "n_pairs": "pairs",
                "global_step": "step", "checkpoints": "checkpoints", "loss": "loss",

@@ -19,8 +19,8 @@ from scipy.stats import binomtest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from annotate_ui.audit import VoteArrays, enqueue
-from curator.errors import CuratorError
+from annotate_ui.logic.audit import VoteArrays, enqueue
+from db.errors import CuratorError
 from curator.filter import (
     DEFAULT_BINS,
     N_MODELS,

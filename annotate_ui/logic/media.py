@@ -20,8 +20,10 @@ session is a real item's clip shown with another prompt. So, for every clip hand
   listening closely could; hiding that would take changes a rater can hear. It defeats what can
   be counted without listening: hashes, sizes, ETags, dates and URLs.
 
-Tokens live in memory (bounded per user, they expire when the server restarts; the page then
-asks for a new one on its next event). Everything here is plain code; app.py wires the route.
+Tokens live in the store (annotate_ui/logic/playback.py, db/media.py), so every server process answers
+every token and the playback record of a clip is one whichever process sent its ranges. A token
+is served only while its assignment is open (or its item in the rater's queue). The route's work
+is annotate_ui/logic/media_route.py; annotate_ui/web/app.py wires it.
 """
 
 from __future__ import annotations
@@ -29,64 +31,18 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import secrets
 import struct
 import threading
-from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections import OrderedDict
 
 import numpy as np
 import soundfile as sf
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 
 MEDIA_ROUTE = "media"  # + /{token}: relative, so the app also works under a proxy's prefix
-TOKENS_PER_USER = 64  # the newest tokens of each user stay valid (a page shows at most a few)
 COPY_CACHE = 64  # encoded copies kept, so a player's range requests do not re-encode
 MAX_JUNK = 2048  # bytes of random padding at most
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What a token stands for: KIND "audit" with REF (assignment id, side), or "listen" with
-    REF (session id, item id); WHAT is "audio" (the clip) or "spectrogram" (its image, see
-    annotate_ui/spectrogram.py); only USER_ID may use it."""
-
-    user_id: int
-    kind: str
-    ref: tuple
-    what: str = "audio"
-
-
-class MediaTokens:
-    """Random tokens → grants, the newest TOKENS_PER_USER per user (thread-safe)."""
-
-    def __init__(self, per_user: int = TOKENS_PER_USER):
-        self.per_user = per_user
-        self._grants: dict[str, Grant] = {}
-        self._by_user: dict[int, deque[str]] = {}
-        self._lock = threading.Lock()
-
-    def issue(self, user_id: int, kind: str, ref: tuple, what: str = "audio") -> str:
-        token = secrets.token_urlsafe(18)
-        with self._lock:
-            self._grants[token] = Grant(int(user_id), kind, tuple(ref), what)
-            mine = self._by_user.setdefault(int(user_id), deque())
-            mine.append(token)
-            while len(mine) > self.per_user:
-                self._grants.pop(mine.popleft(), None)
-        return token
-
-    def lookup(self, token: str, user_id: int) -> Grant | None:
-        """The grant of TOKEN when it was issued to USER_ID; None for an unknown token or another user's."""
-        with self._lock:
-            grant = self._grants.get(token)
-        return grant if grant is not None and grant.user_id == int(user_id) else None
-
-    def revoke_user(self, user_id: int) -> None:
-        with self._lock:
-            for token in self._by_user.pop(int(user_id), ()):
-                self._grants.pop(token, None)
 
 
 def _seed(token: str) -> int:
@@ -168,5 +124,4 @@ def byte_range(header: str | None, total: int) -> tuple[int, int] | None | bool:
 
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
-__all__ = ["MEDIA_ROUTE", "Grant", "MediaTokens", "blind_copy", "CopyCache", "byte_range", "TOKEN_RE"]
+__all__ = ["MEDIA_ROUTE", "blind_copy", "CopyCache", "byte_range", "TOKEN_RE"]

@@ -25,7 +25,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.listening import ClipSet, ClipSetItem
 from db.training import TrainingRun
 

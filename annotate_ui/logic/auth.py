@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from curator.errors import CuratorError
+from db.errors import CuratorError
 from db.annotation import ROLES, AuditAssignment, User
 from db.models import utcnow
 
@@ -139,7 +139,7 @@ def enable_user(session: Session, name: str) -> User:
 
 def user_dict(user: User) -> dict:
     """An account as plain data (never the hash): name, role, active, created and last login."""
-    return {"name": user.name, "role": user.role, "active": bool(user.active),
+    return {"name": user.name, "role": user.role, "active": bool(user.active), "excluded": user.excluded_at is not None,
             "created_at": user.created_at.isoformat() if user.created_at else None,
             "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None}
 

@@ -1,6 +1,6 @@
 """Builders for pair/filter/export/import tests: store rows made directly, small WAVs in an AudioStore.
 
-(No tests here; the module is imported by test_pairs*, test_filter*, test_export*, test_import*.)
+(Imported by test_pairs*, test_filter*, test_export*, test_import*.)
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
   follows the clip's own content address, so the cache never goes stale; `v1` changes with the
   drawing. A read-only audio store still gets its image, drawn per request.
 * `blind_png`: what a rater's browser receives is a copy unique to its media token, like the
-  audio (annotate_ui/media.py): the same pixels with a private ancillary `juNk` chunk of random
+  audio (annotate_ui/logic/media.py): the same pixels with a private ancillary `juNk` chunk of random
   length (seeded by the token) before IEND. Viewers ignore the chunk; no two deliveries of one
   clip's image share a hash or a size, so an image cannot be counted across assignments. As with
   the audio, comparing the decoded pixels of two copies still finds that they are one clip.
@@ -22,7 +22,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from annotate_ui.logic.media import _seed
 from curator.audio import atomic_write_bytes, decode_audio
 
 WIDTH, HEIGHT = 640, 128  # pixels: a player's width, and enough rows for 64 mel bands
@@ -36,7 +38,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _palette() -> np.ndarray:
     """256 × 3 uint8: the magma colour map, dark (quiet) to bright (loud)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # matplotlib and librosa load on the first spectrogram, not with the app
 
     return (colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
 
@@ -45,7 +47,6 @@ def spectrogram_levels(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """HEIGHT × WIDTH uint8 levels (0 = TOP_DB below the peak or quieter, 255 = the peak) of the
     log-mel spectrogram of mono WAVE, low frequencies at the bottom."""
     import librosa
-    from PIL import Image
 
     wave = np.asarray(wave, dtype=np.float32)
     n_fft = max(64, int(round(0.025 * sample_rate)))
@@ -66,8 +67,6 @@ def spectrogram_image(wave: np.ndarray, sample_rate: int) -> np.ndarray:
 def spectrogram_png(wave: np.ndarray, sample_rate: int) -> bytes:
     """The spectrogram of WAVE as a palette PNG (one byte per pixel; the palette is the colour map),
     a few times smaller and faster to encode than RGB."""
-    from PIL import Image
-
     image = Image.fromarray(spectrogram_levels(wave, sample_rate), mode="L").convert("P")
     image.putpalette(_palette().ravel().tolist())
     buf = io.BytesIO()
@@ -107,8 +106,6 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def blind_png(png: bytes, token: str) -> tuple[bytes, str]:
     """(PNG bytes, media type) of the image PNG as delivered under TOKEN: the same pixels, bytes and
     size unique to the token (module doc). Deterministic per token."""
-    from annotate_ui.media import _seed
-
     if not png.startswith(PNG_SIGNATURE) or png[-12:-8] != b"\x00\x00\x00\x00" or png[-8:-4] != b"IEND":
         raise ValueError("not a PNG ending in IEND")
     rng = np.random.default_rng(_seed(token))

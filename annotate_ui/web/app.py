@@ -1,6 +1,6 @@
 """The Gradio rater app: builds components and wires events; the work is in audit.py/tuning.py.
 
-What annotate_ui/listening_tab.py relies on from this module:
+What annotate_ui/web/listening_tab.py relies on from this module:
 
     def build_listening_tab(ctx: UIContext) -> None
         Called inside `with gr.Tab("Listening sessions"):` of this app's gr.Blocks; builds that
@@ -8,12 +8,13 @@ What annotate_ui/listening_tab.py relies on from this module:
         parameter and starts with `user = ctx.user(request)` (any active account) or
         `user = ctx.admin(request)` (admins only); both raise gr.Error for anyone else, so the
         role check happens on the server whatever the browser sends. Votes/ratings are stamped
-        with `user.id` (an `annotate_ui.auth.AuthUser`: id, name, role, is_admin), never with a
+        with `user.id` (an `annotate_ui.logic.auth.AuthUser`: id, name, role, is_admin), never with a
         name from the browser.
         `with ctx.session() as s:` is a Session on the store that commits on success and rolls
         back on error; `ctx.session_factory` is the raw sessionmaker, `ctx.db_url` the store URL.
         `ctx.audio_store` is the curator.audio.AudioStore. Audio goes to a rater only as
-        `ctx.media_url(user, kind, ref)` (an opaque token; the media route sends a per-token copy),
+        `ctx.media_url(session, user, kind, ref)` (an opaque token kept in the store; the media
+        route sends a per-token copy and records the bytes it sent: the playback check),
         never a path from the browser nor a file Gradio caches under its hash. `ctx.errors()` is a context manager turning CuratorError into gr.Error.
         `ctx.on_load` is a list: append `(fn, outputs)` to run fn(request) -> updates when the page
         loads (e.g. to show admin-only parts to admins only).
@@ -24,7 +25,7 @@ worker thread, never on the event loop, and locks an account or a client out aft
 failures; see auth.LoginLimiter); a login idle for longer than the session timeout is logged out;
 every handler re-resolves the logged-in name to an active account and checks the role; the only
 ids the browser sends back are assignment ids, checked against the user. Audio goes out under
-opaque per-assignment tokens as per-token copies (annotate_ui/media.py), so nothing a browser
+opaque per-assignment tokens as per-token copies (annotate_ui/logic/media.py), so nothing a browser
 receives tells which clip it is. Request bodies over `max_body_bytes` are refused before they
 are read, and the page an anonymous visitor gets lists no endpoint.
 """
@@ -46,24 +47,27 @@ from typing import Iterator
 import fastapi
 import gradio as gr
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from gradio import route_utils
+from gradio.routes import templates
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
 
-from annotate_ui import audit, charts, tuning
-from annotate_ui import listening as listening_logic
-from annotate_ui.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
-from annotate_ui.media import MEDIA_ROUTE, TOKEN_RE, CopyCache, MediaTokens, blind_copy, byte_range
-from annotate_ui.runs_tab import build_runs_tab
-from annotate_ui.spectrogram import blind_png, cached_png
+from annotate_ui.logic import audit, playback, tuning
+from annotate_ui.logic.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
+from annotate_ui.logic.media import MEDIA_ROUTE, CopyCache
+from annotate_ui.logic.media_route import Served, serve
+from annotate_ui.web import charts
+from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
+from annotate_ui.web.quality_tab import build_quality_tab
+from annotate_ui.web.runs_tab import build_runs_tab
 from curator.audio import AudioStore
-from curator.errors import CuratorError
 from curator.filter import DEFAULT_PRESET, get_preset, list_presets, save_preset, thresholds_of
 from db.annotation import DEFAULT_OVERLAP
+from db.errors import CuratorError
+from db.session import open_store
 
 log = logging.getLogger(__name__)
-
-from annotate_ui.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
 
 
 @dataclass
@@ -77,7 +81,8 @@ class UIContext:
     lease_s: float = audit.DEFAULT_LEASE_S  # an open assignment goes back to the queue after this
     session_idle_s: float = DEFAULT_SESSION_IDLE_S  # a login unused this long is logged out
     max_body_bytes: int = 1 << 20  # request bodies over this are refused unread (a note is ≤ 2000 characters)
-    media: MediaTokens = field(default_factory=MediaTokens, repr=False)
+    # a vote or rating needs this share of each of its clips sent by the media route (1.0: to the end)
+    min_played_share: float = playback.DEFAULT_MIN_PLAYED_SHARE
     copies: CopyCache = field(default_factory=CopyCache, repr=False)
     limiter: LoginLimiter = field(default_factory=LoginLimiter, repr=False)
     locked_delay_s: float = 1.0  # a refused (locked-out) login is answered after this pause
@@ -95,11 +100,12 @@ class UIContext:
             self.sessions = SessionClock(self.session_idle_s)
         if not self.lease_s > 0:
             raise CuratorError(f"assignment lease {self.lease_s!r} s must be positive")
+        self.min_played_share = playback.check_share(self.min_played_share)
 
-    def media_url(self, user: AuthUser, kind: str, ref: tuple, what: str = "audio") -> str:
+    def media_url(self, session: Session, user: AuthUser, kind: str, ref: tuple, what: str = "audio") -> str:
         """A fresh opaque URL for one clip (WHAT "audio") or its spectrogram image (WHAT
-        "spectrogram") shown to USER (see annotate_ui/media.py)."""
-        return f"{MEDIA_ROUTE}/{self.media.issue(user.id, kind, ref, what)}"
+        "spectrogram") shown to USER, its grant written with SESSION (see annotate_ui/logic/media.py)."""
+        return f"{MEDIA_ROUTE}/{playback.issue_grant(session, user.id, kind, ref, what)}"
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -234,7 +240,9 @@ INSTRUCTIONS = (
 
 
 def audio_tag(url: str) -> str:
-    return f'<audio controls preload="auto" src="{html.escape(url)}"></audio>'
+    """A player that asks the media route for its clip only when the rater presses play: the bytes
+    the route sends are the playback record a vote is checked against."""
+    return f'<audio controls preload="none" src="{html.escape(url)}"></audio>'
 
 
 def spectrogram_tag(url: str, label: str) -> str:
@@ -243,7 +251,7 @@ def spectrogram_tag(url: str, label: str) -> str:
             f'alt="spectrogram of {html.escape(label)}" width="640" height="128">')
 
 
-def _players_html(ctx: UIContext, user: AuthUser, assignment_id: int | None, problems: dict[str, str]) -> str:
+def _players_html(ctx: UIContext, s: Session, user: AuthUser, assignment_id: int | None, problems: dict[str, str]) -> str:
     """The two players: <audio> elements whose URLs are opaque tokens of this assignment's sides (blind)."""
     if assignment_id is None:
         return ""
@@ -254,8 +262,8 @@ def _players_html(ctx: UIContext, user: AuthUser, assignment_id: int | None, pro
             inner = f"<em>{html.escape(problems[side])}</em>"
         else:
             ref = (int(assignment_id), side)
-            inner = (audio_tag(ctx.media_url(user, "audit", ref))
-                     + spectrogram_tag(ctx.media_url(user, "audit", ref, "spectrogram"), f"clip {label}"))
+            inner = (audio_tag(ctx.media_url(s, user, "audit", ref))
+                     + spectrogram_tag(ctx.media_url(s, user, "audit", ref, "spectrogram"), f"clip {label}"))
         parts.append(f'<div id="audio-{side}" class="player"><div class="side">{label}</div>{inner}</div>')
     return f"<div class='players'>{''.join(parts)}</div>"
 
@@ -268,13 +276,15 @@ def _audit_outputs(ctx: UIContext, s: Session, task: audit.AuditTask | None, use
     """
     if task is None:
         p = audit.progress(s, user)
-        return ("", "<div class='caption'><em>No pair is waiting for you. Thank you!</em></div>", "",
+        why = ("An admin has excluded your answers from the results: there is nothing to judge."
+               if audit.is_excluded(s, user.id) else "No pair is waiting for you. Thank you!")
+        return ("", f"<div class='caption'><em>{why}</em></div>", "",
                 f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", message, "")
     problems = audit.audio_problems(s, ctx.audio_store, task)
     p = task.progress
     msg = " ".join(x for x in (message, *problems.values()) if x)
     return (str(task.assignment_id), f"<div class='caption'>{html.escape(task.caption)}</div>",
-            _players_html(ctx, user, task.assignment_id, problems),
+            _players_html(ctx, s, user, task.assignment_id, problems),
             f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", msg, "")
 
 
@@ -292,45 +302,23 @@ def _login_name(request: fastapi.Request) -> str | None:
     return tokens.get(token) if token and tokens is not None else None
 
 
-def _served(data: bytes, media_type: str, range_header: str | None) -> Response:
-    """DATA as a response honouring a single byte range (what media players send); no ETag or
+def _served(served: Served) -> Response:
+    """SERVED as a response (a single byte range when the player asked for one); no ETag or
     Last-Modified, private caching only (the URL is a token of one user's one assignment)."""
     headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff"}
-    rng = byte_range(range_header, len(data))
-    if rng is False:
-        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{len(data)}"})
-    if rng is None:
-        return Response(data, media_type=media_type, headers=headers)
-    start, end = rng
-    return Response(data[start:end + 1], status_code=206, media_type=media_type,
-                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
-
-
-def media_bytes(ctx: UIContext, s: Session, user: AuthUser, token: str) -> tuple[bytes, str]:
-    """The blind copy of the clip TOKEN stands for, when USER may hear it now; CuratorError otherwise
-    (one line that names nothing, the same for an unknown token and another user's)."""
-    grant = ctx.media.lookup(token, user.id) if TOKEN_RE.match(token) else None
-    if grant is None:
-        raise CuratorError("no open clip of yours has this address; reload the page")
-    if grant.kind == "audit":
-        path, _ = audit.assignment_audio(s, ctx.audio_store, user, *grant.ref)
-    else:
-        path = listening_logic.item_audio_path(s, ctx.audio_store, grant.ref[0], user.id, grant.ref[1])
-    cached = ctx.copies.get(token)
-    if cached is None:
-        if grant.what == "spectrogram":
-            cached = blind_png(cached_png(path), token)
-        else:
-            cached = blind_copy(path.read_bytes(), token)
-        ctx.copies.put(token, cached)
-    return cached
+    if served.status == 416:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{served.total}"})
+    if served.status == 200:
+        return Response(served.body, media_type=served.media_type, headers=headers)
+    return Response(served.body, status_code=206, media_type=served.media_type,
+                    headers={**headers, "Content-Range": f"bytes {served.start}-{served.end}/{served.total}"})
 
 
 def app_routes(ctx: UIContext) -> list:
     """The routes the app adds before Gradio's own (so they take precedence):
 
     * GET media/{token}: the blind copy of one clip, to the user the token was issued to, while
-      the assignment is open or the item in their queue;
+      the assignment is open or the item in their queue; the bytes it sends are recorded (playback);
     * POST /login: Gradio's login with the store's argon2 check on a worker thread and the
       per-account / per-client limit (auth.LoginLimiter); same form fields and cookies as Gradio's.
     """
@@ -344,10 +332,12 @@ def app_routes(ctx: UIContext) -> list:
             if user is None:
                 return PlainTextResponse("you are not logged in, or your account is disabled; log in again", 401)
             try:
-                data, media_type = media_bytes(ctx, s, user, token)
+                with ctx.writing():
+                    served = serve(s, ctx.audio_store, ctx.copies, user, token, request.headers.get("range"))
+                    s.commit()
             except CuratorError as exc:
                 return PlainTextResponse(str(exc), 404)
-        return _served(data, media_type, request.headers.get("range"))
+        return _served(served)
 
     async def login(request: fastapi.Request):
         try:
@@ -470,9 +460,6 @@ class Guard:
 
 def _login_page(request: fastapi.Request) -> Response:
     """Gradio's login page as Gradio renders it for an anonymous visitor, with an empty API description."""
-    from gradio import route_utils
-    from gradio.routes import templates
-
     app = request.app
     blocks = app.get_blocks()
     root = route_utils.get_root_url(request=request, route_path="/", root_path=app.root_path)
@@ -510,6 +497,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             with gr.Tab("Listening sessions", id="listening"):
                 build_listening_tab(ctx)
             build_runs_tab(ctx)
+            build_quality_tab(ctx)
 
         audit_out = [assignment, caption, players, progress_md, message, note]
 
@@ -523,14 +511,25 @@ def build_app(ctx: UIContext) -> gr.Blocks:
 
         def vote_handler(verdict: str):
             def on_vote(assignment_id: str, note_text: str, request: gr.Request):
+                """A refused vote (clips not played yet, a replay, another rater's pair) answers with
+                the reason in the page's message line and the rater's open pair, nothing recorded:
+                a non-queued event's error would reach the page as a bare "Error"."""
                 user = ctx.user(request)
                 with ctx.errors(), ctx.session() as s:
                     with ctx.writing():
-                        audit.vote(s, user, assignment_id, verdict, note_text)
+                        try:
+                            audit.vote(s, user, assignment_id, verdict, note_text, min_played_share=ctx.min_played_share)
+                            message = f"Recorded: {audit.VERDICT_LABELS[verdict]}."
+                        except CuratorError as exc:
+                            s.rollback()
+                            message = f"⚠ {exc}"
                         s.commit()
                         task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
                         s.commit()
-                    return _audit_outputs(ctx, s, task, user, f"Recorded: {audit.VERDICT_LABELS[verdict]}.")
+                    if message.startswith("⚠") and task is not None and str(task.assignment_id) == str(assignment_id):
+                        # the same pair stays: its players (and what they played), caption and note as they are
+                        return gr.update(), gr.update(), gr.update(), gr.update(), message, gr.update()
+                    return _audit_outputs(ctx, s, task, user, message)
             return on_vote
 
         def on_skip(assignment_id: str, request: gr.Request):
@@ -752,9 +751,8 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
 
 
 def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:
-    """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions (UIContext fields)."""
-    from db.session import open_store
-
+    """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions,
+    min_played_share (UIContext fields)."""
     return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store, **settings)
 
 

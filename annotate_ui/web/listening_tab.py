@@ -1,7 +1,7 @@
 """The "Listening sessions" tab: Gradio components and event wiring only.
 
-The work is in `annotate_ui.listening`. `build_listening_tab(ctx)` follows the contract at the
-top of `annotate_ui/app.py`: every handler takes `request: gr.Request` and starts with
+The work is in `annotate_ui.logic.listening`. `build_listening_tab(ctx)` follows the contract at the
+top of `annotate_ui/web/app.py`: every handler takes `request: gr.Request` and starts with
 `ctx.user(request)` or `ctx.admin(request)` (server-side role check); ratings are stamped with
 that user's id. The rater's current session and item live in a `gr.State`; the logic re-checks
 that the item is in that user's queue, so nothing the browser sends can rate someone else's item.
@@ -16,16 +16,17 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from annotate_ui import charts
-from annotate_ui import listening as L
-from annotate_ui.stats import MeanCI
-from curator.errors import CuratorError
-from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS
+from annotate_ui.web import charts
+from annotate_ui.logic.listening import clipsets, design, queue, results
+from curator.stats import MeanCI
+from db.errors import CuratorError
+from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS, DEFAULT_N_PROMPTS
 
 DEFINITIONS_MD = (
     "Rate each clip on two scales (arXiv 2404.09956 §5.3), from **1** (worst) to **5** (best):\n\n"
-    f"* {L.OVL_DEFINITION}\n* {L.REL_DEFINITION}\n\n"
-    "Listen to the whole clip before rating. You do not see which system made a clip."
+    f"* {queue.OVL_DEFINITION}\n* {queue.REL_DEFINITION}\n\n"
+    "Listen to the whole clip before rating (a rating is accepted once the clip has played). "
+    "You do not see which system made a clip."
 )
 
 
@@ -98,7 +99,8 @@ def audio_player(url: str, spectrogram_url: Optional[str] = None) -> str:
     if spectrogram_url is not None:
         image = (f'<img class="spectrogram" loading="lazy" src="{html.escape(spectrogram_url)}" '
                  'alt="spectrogram of the clip" width="640" height="128">')
-    return f'<div class="listen-player"><audio controls preload="auto" src="{html.escape(url)}"></audio>{image}</div>'
+    # preload="none": the clip is asked for when the rater presses play (the playback record, see playback.py)
+    return f'<div class="listen-player"><audio controls preload="none" src="{html.escape(url)}"></audio>{image}</div>'
 
 
 def prompt_html(text: Optional[str]) -> str:
@@ -113,7 +115,7 @@ def parse_score(value: Any, what: str) -> Any:
     the logic to refuse with its message."""
     if value is None or value == "":
         raise CuratorError(f"choose an {what} rating (1–5) before submitting")
-    if isinstance(value, str) and value.strip() in {str(v) for v in L.SCALE}:
+    if isinstance(value, str) and value.strip() in {str(v) for v in queue.SCALE}:
         return int(value.strip())
     return value
 
@@ -148,7 +150,7 @@ def _whole(value: Any, what: str, *, minimum: int = 0, allow_blank: bool = False
 
 
 class ListeningHandlers:
-    """The tab's event handlers over a UIContext (see annotate_ui/app.py)."""
+    """The tab's event handlers over a UIContext (see annotate_ui/web/app.py)."""
 
     RATER_OUTPUTS = 7  # state, progress, prompt, audio, message, ovl, rel
 
@@ -160,13 +162,13 @@ class ListeningHandlers:
     def session_choices(self, request: gr.Request):
         self.ctx.user(request)
         with self.ctx.errors(), self.ctx.session() as s:
-            rows = L.list_sessions(s, open_only=True)
+            rows = design.list_sessions(s, open_only=True)
         return gr.Dropdown(choices=[(r["name"], r["id"]) for r in rows], value=None)
 
     def _view(self, s, session_id: int, user, message: str = ""):
-        q = L.next_item(s, session_id, user.id, self.ctx.audio_store)
+        q = queue.next_item(s, session_id, user.id, self.ctx.audio_store)
         if q is None:
-            p = L.progress(s, session_id, user.id)
+            p = queue.progress(s, session_id, user.id)
             return ({"session_id": session_id, "item_id": None},
                     f"Rated **{p.rated}** · skipped {p.skipped} · remaining **{p.remaining}**",
                     prompt_html(None), "", message, None, None)
@@ -175,8 +177,8 @@ class ListeningHandlers:
             # an opaque per-item token, never Gradio's file cache (which names a file by its sha256, so
             # a gold item would share its URL with the real item whose clip it reuses)
             ref = (session_id, q.item_id)
-            audio = audio_player(self.ctx.media_url(user, "listen", ref),
-                                 self.ctx.media_url(user, "listen", ref, "spectrogram"))
+            audio = audio_player(self.ctx.media_url(s, user, "listen", ref),
+                                 self.ctx.media_url(s, user, "listen", ref, "spectrogram"))
         msg = " ".join(x for x in (message, problem and f"⚠ {problem}") if x)
         return ({"session_id": session_id, "item_id": q.item_id},
                 f"Clip **{q.done + 1}** of {q.total} · remaining **{q.total - q.done}**",
@@ -206,10 +208,9 @@ class ListeningHandlers:
             sid, item = self._current(state)
             ovl, rel = parse_score(ovl, "OVL"), parse_score(rel, "REL")
             with self.ctx.session() as s:
-                res = L.submit_rating(s, sid, user.id, item, ovl, rel)
+                res = queue.submit_rating(s, sid, user.id, item, ovl, rel, min_played_share=self.ctx.min_played_share)
             with self.ctx.session() as s:
-                note = "That rating was already recorded." if res.replayed else f"Recorded OVL {res.ovl}, REL {res.rel}."
-                return self._view(s, sid, user, note)
+                return self._view(s, sid, user, f"Recorded OVL {res.ovl}, REL {res.rel}.")
 
     def skip(self, state: Any, request: gr.Request):
         user = self.ctx.user(request)
@@ -217,11 +218,11 @@ class ListeningHandlers:
             sid, item = self._current(state)
             with self.ctx.session() as s:
                 try:
-                    L.item_audio_path(s, self.ctx.audio_store, sid, user.id, item)
+                    queue.item_audio_path(s, self.ctx.audio_store, sid, user.id, item)
                     reason = "skipped"
                 except CuratorError:
                     reason = "audio missing or unreadable"
-                L.skip_item(s, sid, user.id, item, reason=reason)
+                queue.skip_item(s, sid, user.id, item, reason=reason)
             with self.ctx.session() as s:
                 return self._view(s, sid, user, "Skipped.")
 
@@ -230,7 +231,7 @@ class ListeningHandlers:
         with self.ctx.errors():
             sid = self._session_id(state.get("session_id") if isinstance(state, dict) else None)
             with self.ctx.session() as s:
-                item = L.undo_last(s, sid, user.id)
+                item = queue.undo_last(s, sid, user.id)
             with self.ctx.session() as s:
                 return self._view(s, sid, user, "Nothing to undo." if item is None
                                   else "Your last answer was taken back; rate this clip again.")
@@ -243,7 +244,7 @@ class ListeningHandlers:
         if not user.is_admin:
             return gr.update(visible=False), gr.update(), gr.update(), gr.update()
         with self.ctx.errors(), self.ctx.session() as s:
-            sets, sessions = L.list_clip_sets(s), L.list_sessions(s)
+            sets, sessions = clipsets.list_clip_sets(s), design.list_sessions(s)
         return (gr.update(visible=True), charts.frame(sets, ["id", "name", "generator", "checkpoint_id", "n_clips", "created_at"]),
                 gr.Dropdown(choices=[r["name"] for r in sets], value=None),
                 gr.Dropdown(choices=[(r["name"], r["id"]) for r in sessions], value=None))
@@ -251,9 +252,9 @@ class ListeningHandlers:
     def create_clip_set(self, name: str, generator: str, checkpoint: str, strategy: str, request: gr.Request):
         self.ctx.admin(request)
         with self.ctx.errors(), self.ctx.session() as s:
-            cs = L.clip_set_from_generator(s, name, generator=(generator or "").strip(),
-                                           checkpoint_id=(checkpoint or "").strip() or None,
-                                           strategy=(strategy or "eval").strip())
+            cs = clipsets.clip_set_from_generator(s, name, generator=(generator or "").strip(),
+                                                  checkpoint_id=(checkpoint or "").strip() or None,
+                                                  strategy=(strategy or "eval").strip())
             msg = f"Clip set **{html.escape(cs.name)}**: {len(cs.items)} clips of {html.escape(cs.generator)}."
         return (msg, *self.admin_overview(request)[1:3])
 
@@ -264,7 +265,7 @@ class ListeningHandlers:
             if not isinstance(gold_threshold, (int, float)) or isinstance(gold_threshold, bool):
                 raise CuratorError(f"gold REL threshold must be a number from 1 to 5, got {gold_threshold!r}")
             with self.ctx.session() as s:
-                ls = L.create_listening_session(
+                ls = design.create_listening_session(
                     s, name, list(sets or []), n_prompts=_whole(n_prompts, "prompts", minimum=1),
                     seed=_whole(seed, "seed"), n_gold=_whole(n_gold, "gold items", allow_blank=True),
                     min_raters=_whole(min_raters, "raters per clip", minimum=1),
@@ -280,7 +281,7 @@ class ListeningHandlers:
         with self.ctx.errors():
             sid = self._session_id(session_id)
             with self.ctx.session() as s:
-                ls = L.set_session_open(s, sid, is_open)
+                ls = design.set_session_open(s, sid, is_open)
                 return f"Session **{html.escape(ls.name)}** is now {'open' if ls.is_open else 'closed'}."
 
     def close_session(self, session_id: Any, request: gr.Request):
@@ -294,7 +295,7 @@ class ListeningHandlers:
         with self.ctx.errors():
             sid = self._session_id(session_id)
             with self.ctx.session() as s:
-                res = L.session_results(s, sid)
+                res = results.session_results(s, sid)
         summary = [
             f"**{html.escape(res.session_name)}**: {res.n_prompts} prompts × {len(res.systems)} systems = "
             f"{res.n_items} clips, {res.n_gold_items} gold items; {res.n_items_covered} clips have ≥ "
@@ -329,7 +330,7 @@ class ListeningHandlers:
             sid = self._session_id(session_id)
             out = tempfile.mkdtemp(prefix=f"listening-{sid}-")
             with self.ctx.session() as s:
-                paths = L.export_results(s, sid, out)
+                paths = results.export_results(s, sid, out)
         return [str(p) for p in paths.values()]
 
 
@@ -351,8 +352,8 @@ def build_listening_tab(ctx) -> ListeningHandlers:
     message = gr.Markdown(elem_id="listen-message")
     gr.Markdown(KEYS_MD, elem_id="listen-keys")
     with gr.Row():
-        ovl = gr.Radio(list(L.SCALE), label="OVL — overall quality, regardless of the text  [1–5]", elem_id="listen-ovl")
-        rel = gr.Radio(list(L.SCALE), label="REL — relevance to the text  [Shift+1–5 or q w e r t]", elem_id="listen-rel")
+        ovl = gr.Radio(list(queue.SCALE), label="OVL — overall quality, regardless of the text  [1–5]", elem_id="listen-ovl")
+        rel = gr.Radio(list(queue.SCALE), label="REL — relevance to the text  [Shift+1–5 or q w e r t]", elem_id="listen-rel")
     with gr.Row():
         submit = gr.Button("Submit rating  [Enter]", variant="primary", elem_id="listen-submit")
         skip = gr.Button("Skip (e.g. no audio)  [s]", elem_id="listen-skip")
@@ -374,7 +375,7 @@ def build_listening_tab(ctx) -> ListeningHandlers:
             ls_sets = gr.Dropdown(label="Systems (clip sets)", multiselect=True, choices=[], elem_id="ls-sets")
             ls_split = gr.Textbox(label="Caption split (blank: any)", elem_id="ls-split")
         with gr.Row():
-            ls_n = gr.Number(value=L.DEFAULT_N_PROMPTS, precision=0, label="Prompts (arXiv 2404.09956 §5.3: 50)", elem_id="ls-n")
+            ls_n = gr.Number(value=DEFAULT_N_PROMPTS, precision=0, label="Prompts (arXiv 2404.09956 §5.3: 50)", elem_id="ls-n")
             ls_seed = gr.Number(value=0, precision=0, label="Seed", elem_id="ls-seed")
             ls_gold = gr.Textbox(value="", label="Gold items (blank: 10 %, 0: none)", elem_id="ls-gold")
             ls_min = gr.Number(value=DEFAULT_MIN_RATERS, precision=0, label="Raters per clip (≥ 4)", elem_id="ls-min")

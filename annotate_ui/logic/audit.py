@@ -20,17 +20,19 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from sqlalchemy import and_, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from annotate_ui.auth import AuthUser
+from annotate_ui.logic import playback
+from annotate_ui.logic.auth import AuthUser
 from curator.audio import AudioStore, Decoded
-from curator.errors import CuratorError
-from db.annotation import DEFAULT_OVERLAP, VERDICTS, AuditAssignment, AuditItem
+from curator.verdicts import COUNTED_RATER
+from db.errors import CuratorError
+from db.annotation import DEFAULT_OVERLAP, VERDICTS, AuditAssignment, AuditItem, User
 from db.models import AudioClip, Caption, Pair, utcnow
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,12 @@ DEFAULT_LEASE_S = 30 * 60.0  # an open assignment not voted within this goes bac
 UNDO_WINDOW_S = 120.0  # undo reaches the rater's last vote for this long after it
 LEASE_EXPIRED = "lease expired"
 VERDICT_LABELS = {"A": "A better", "B": "B better", "both_good": "both good", "both_bad": "both bad"}
+EXCLUDED = "an admin has excluded your answers from the results; nothing was recorded"
+
+
+def is_excluded(session: Session, user_id: int) -> bool:
+    """Has an admin excluded this rater (annotate_ui/logic/quality.py)?"""
+    return session.scalar(select(User.excluded_at).where(User.id == int(user_id))) is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,6 +165,8 @@ def next_assignment(session: Session, user: AuthUser, *, rng: random.Random | No
     """
     if lease_s is not None:
         expire_leases(session, lease_s)
+    if is_excluded(session, user.id):  # their votes would count nowhere: no slot is spent on them
+        return None
     open_one = current_assignment(session, user)
     if open_one is not None:
         return _task(session, open_one.id, open_one.pair_id, open_one.a_is_winner, user)
@@ -222,8 +232,11 @@ def _own_open(session: Session, user: AuthUser, assignment_id) -> AuditAssignmen
     return a
 
 
-def vote(session: Session, user: AuthUser, assignment_id, verdict: str, note: str | None = None) -> AuditAssignment:
-    """Record USER's verdict on their open assignment; refuses other users' pairs and replays."""
+def vote(session: Session, user: AuthUser, assignment_id, verdict: str, note: str | None = None, *,
+         min_played_share: float = playback.DEFAULT_MIN_PLAYED_SHARE) -> AuditAssignment:
+    """Record USER's verdict on their open assignment, with the time on task (server clock, from
+    the pair being served). Refuses other users' pairs, replays, a rater an admin excluded, and a
+    vote before the media route has sent MIN_PLAYED_SHARE of both clips to USER (playback.py)."""
     if verdict not in VERDICTS:
         raise CuratorError(f"verdict {str(verdict)[:40]!r} is not one of {', '.join(VERDICTS)}")
     if note is not None and not isinstance(note, str):
@@ -232,12 +245,17 @@ def vote(session: Session, user: AuthUser, assignment_id, verdict: str, note: st
     if note and len(note) > MAX_NOTE_LEN:
         raise CuratorError(f"the note is {len(note)} characters long; at most {MAX_NOTE_LEN}")
     a = _own_open(session, user, assignment_id)
+    if is_excluded(session, user.id):
+        raise CuratorError(EXCLUDED)
+    playback.require_audit_played(session, user.id, a.id, min_played_share)
+    now = utcnow()
     # a guarded update: a concurrent replay of the same submit finds state != 'assigned' and changes nothing
     outcome = {"A": "winner" if a.a_is_winner else "loser",
                "B": "loser" if a.a_is_winner else "winner"}.get(verdict, verdict)
     res = session.execute(
         update(AuditAssignment).where(AuditAssignment.id == a.id, AuditAssignment.state == "assigned")
-        .values(state="done", verdict=verdict, outcome=outcome, note=note, completed_at=utcnow())
+        .values(state="done", verdict=verdict, outcome=outcome, note=note, completed_at=now,
+                time_on_task_ms=playback.elapsed_ms(a.served_at, now))
         .execution_options(synchronize_session=False))
     if res.rowcount != 1:
         raise CuratorError("this pair already has your vote (submitted twice?); nothing was changed")
@@ -282,7 +300,7 @@ def undo_last(session: Session, user: AuthUser, *, window_s: float = UNDO_WINDOW
     done_at = a.completed_at if a.completed_at.tzinfo else a.completed_at.replace(tzinfo=dt.timezone.utc)  # SQLite: naive UTC
     if done_at < utcnow() - dt.timedelta(seconds=float(window_s)):
         return None
-    a.state, a.verdict, a.outcome, a.note, a.completed_at = "assigned", None, None, None, None
+    a.state, a.verdict, a.outcome, a.note, a.completed_at, a.time_on_task_ms = "assigned", None, None, None, None, None
     a.served_at = utcnow()
     session.flush()
     return _task(session, a.id, a.pair_id, a.a_is_winner, user)
@@ -438,8 +456,10 @@ class QueueStatus:
 def queue_status(session: Session) -> QueueStatus:
     items = session.scalar(select(func.count()).select_from(AuditItem)) or 0
     slots = session.scalar(select(func.coalesce(func.sum(AuditItem.overlap), 0))) or 0
-    by_state = dict(session.execute(select(AuditAssignment.state, func.count()).group_by(AuditAssignment.state)).all())
-    votes_per_pair = (select(AuditAssignment.pair_id, func.count().label("n")).where(AuditAssignment.state == "done")
+    by_state = dict(session.execute(select(AuditAssignment.state, func.count()).where(COUNTED_RATER)
+                                    .group_by(AuditAssignment.state)).all())
+    votes_per_pair = (select(AuditAssignment.pair_id, func.count().label("n"))
+                      .where(AuditAssignment.state == "done", COUNTED_RATER)
                       .group_by(AuditAssignment.pair_id).subquery())
     complete = session.scalar(select(func.count()).select_from(AuditItem).join(
         votes_per_pair, votes_per_pair.c.pair_id == AuditItem.pair_id).where(votes_per_pair.c.n >= AuditItem.overlap)) or 0
@@ -448,49 +468,8 @@ def queue_status(session: Session) -> QueueStatus:
 
 
 # --------------------------------------------------------------------------------------------
-# Results (the trainer and the threshold view read these)
+# Votes as arrays (the threshold view reads these; curator.verdicts counts them per pair)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class VerdictCounts:
-    """Completed votes on one pair. agree: the rater preferred the automatic winner."""
-
-    agree: int = 0
-    disagree: int = 0
-    both_good: int = 0
-    both_bad: int = 0
-    skipped: int = 0
-
-    @property
-    def votes(self) -> int:
-        return self.agree + self.disagree + self.both_good + self.both_bad
-
-
-_OUTCOME_FIELD = {"winner": "agree", "loser": "disagree", "both_good": "both_good", "both_bad": "both_bad"}
-
-
-def verdict_counts(session: Session, pair_ids: Iterable[int] | None = None) -> dict[int, VerdictCounts]:
-    """Per pair: completed votes by outcome, and skips. Open (unanswered) assignments do not count."""
-    q = (select(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome, func.count())
-         .where(AuditAssignment.state.in_(("done", "skipped")))
-         .group_by(AuditAssignment.pair_id, AuditAssignment.state, AuditAssignment.outcome))
-    rows: list = []
-    if pair_ids is None:
-        rows = session.execute(q).all()
-    else:
-        ids = [int(p) for p in pair_ids]
-        for i in range(0, len(ids), 500):
-            rows.extend(session.execute(q.where(AuditAssignment.pair_id.in_(ids[i:i + 500]))).all())
-    out: dict[int, VerdictCounts] = {}
-    for pair_id, state, outcome, n in rows:
-        vc = out.setdefault(int(pair_id), VerdictCounts())
-        if state == "skipped":
-            vc.skipped += int(n)
-        else:
-            name = _OUTCOME_FIELD[outcome]
-            setattr(vc, name, getattr(vc, name) + int(n))
-    return out
 
 
 @dataclass(frozen=True)
@@ -507,7 +486,7 @@ class VoteArrays:
 
 def vote_arrays(session: Session) -> VoteArrays:
     rows = session.execute(select(AuditAssignment.pair_id, AuditAssignment.outcome)
-                           .where(AuditAssignment.state == "done")).all()
+                           .where(AuditAssignment.state == "done", COUNTED_RATER)).all()
     side = [(p, o == "winner") for p, o in rows if o in ("winner", "loser")]
     ties = [(p, o == "both_good") for p, o in rows if o in ("both_good", "both_bad")]
     return VoteArrays(

@@ -12,13 +12,24 @@ reports the same counts; the counts depend only on the seed and N.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import func, select
 
-from curator.errors import CuratorError
+from db.annotation import AuditItem, User
+from db.errors import CuratorError
+from db.listening import ListeningItem, ListeningSession
+from db.models import (
+    STRATEGIES, AudioClip, Caption, Pair, Perturbation, PerturbationRequest, Score, Selection, SelectionRun,
+)
+from db.session import open_store, safe_url, upgrade
+
+# The pipeline's runners and the rater app's logic are imported inside the functions that use
+# them: `curator` imports this module at start (for DEFAULT_CAPTIONS), and they load torch,
+# pandas and scipy, which no other command should pay for.
 
 DEFAULT_CAPTIONS = 200
 PER_CLUSTER = 10
@@ -32,7 +43,8 @@ DEMO_SESSION = "demo: world generator @ 5 vs 100 steps"
 @dataclass(frozen=True)
 class DemoResult:
     counts: dict[str, int]  # rows per table and pairs kept per strategy under the default preset
-    summary: str  # the per-strategy table, as `curator stats` prints it
+    kept: dict[str, int]  # pairs kept per strategy under the default preset (and "total")
+    pool: dict[str, int]  # candidate pairs per strategy (and "total")
 
 
 def demo_selection_size(n: int) -> tuple[int, int]:
@@ -55,8 +67,6 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
     from curator.scoring.run import run_scoring
     from curator.world import JUDGE_NAMES, make_generator, make_judge, make_perturber, random_captions
     from curator.world.render import DEFAULT_DURATION_S
-    from db.models import STRATEGIES
-    from db.session import open_store, upgrade
 
     if captions < 2:
         raise CuratorError(f"the demo needs at least 2 captions, got {captions}")
@@ -73,7 +83,6 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
         session.commit()
         echo(f"   {imported.added} added, {imported.already_stored} already stored")
 
-        from db.models import SelectionRun
 
         if session.scalar(select(func.count()).select_from(SelectionRun)) == 0:
             clusters, per = demo_selection_size(captions)
@@ -109,7 +118,7 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
         table = flt.load_preset_table(session, preset)
         mask = flt.keep_mask(table, flt.thresholds_of(preset))
         kept = flt.strategy_counts(table, mask)
-        summary = flt.render_counts(kept, flt.strategy_counts(table))
+        pool = flt.strategy_counts(table)
         queued = fill_demo_queue(session, preset)
         session.commit()
         echo(f"9/10 audit queue: {queued} uncertain pairs, {DEMO_OVERLAP} raters each")
@@ -119,15 +128,14 @@ def run_demo(db_url: str, *, captions: int = DEFAULT_CAPTIONS, seed: int = 0, au
         counts = _table_counts(session)
         counts.update({f"kept_{k}": int(v) for k, v in kept.items()})
         session.commit()
-    return DemoResult(counts, summary)
+    return DemoResult(counts, kept, pool)
 
 
 def fill_demo_queue(session, preset) -> int:
     """Queue the DEMO_AUDIT_PAIRS least certain pairs under PRESET for DEMO_OVERLAP raters each, once:
     a store whose queue already has pairs is left alone. Returns the pairs in the queue."""
-    from annotate_ui.tuning import TuningData, fill_queue
+    from annotate_ui.logic.tuning import TuningData, fill_queue
     from curator import filter as flt
-    from db.annotation import AuditItem
 
     have = int(session.scalar(select(func.count()).select_from(AuditItem)))
     if have:
@@ -143,9 +151,7 @@ def ensure_demo_listening(session):
     """The demo listening session: two clip sets of the world generator's Strategy 1.1 clips (one at
     each of DEMO_LISTEN_STEPS), DEMO_LISTEN_PROMPTS prompts both cover, gold items as by default.
     Created once; a rerun returns the existing session."""
-    from annotate_ui import listening as L
-    from db.listening import ListeningSession
-    from db.models import AudioClip
+    from annotate_ui.logic.listening import clipsets, design
 
     existing = session.scalar(select(ListeningSession).where(ListeningSession.name == DEMO_SESSION))
     if existing is not None:
@@ -159,17 +165,14 @@ def ensure_demo_listening(session):
         first: dict[int, AudioClip] = {}
         for c in clips:
             first.setdefault(c.caption_id, c)
-        sets.append(L.create_clip_set(session, f"demo: world @ {steps} steps", list(first.values()),
-                                      note=f"Strategy 1.1 clips of the world generator at {steps} steps",
-                                      exist_ok=True))
-    n = min(DEMO_LISTEN_PROMPTS, len(L.common_captions(session, sets)))
-    return L.create_listening_session(session, DEMO_SESSION, sets, n_prompts=n, seed=0)
+        sets.append(clipsets.create_clip_set(session, f"demo: world @ {steps} steps", list(first.values()),
+                                             note=f"Strategy 1.1 clips of the world generator at {steps} steps",
+                                             exist_ok=True))
+    n = min(DEMO_LISTEN_PROMPTS, len(design.common_captions(session, sets)))
+    return design.create_listening_session(session, DEMO_SESSION, sets, n_prompts=n, seed=0)
 
 
 def _table_counts(session) -> dict[str, int]:
-    from db.annotation import AuditItem
-    from db.listening import ListeningItem
-    from db.models import AudioClip, Caption, Pair, Perturbation, PerturbationRequest, Score, Selection
 
     out = {}
     for name, model in (("captions", Caption), ("selected", Selection), ("perturbation_requests", PerturbationRequest),
@@ -188,10 +191,7 @@ def ensure_demo_accounts(session) -> dict[str, str]:
     Returns {name: password} for the accounts created now (random passwords, to be printed once;
     the store keeps only their argon2 hashes). A store that already has users is left alone.
     """
-    import secrets
-
-    from annotate_ui.auth import add_user
-    from db.annotation import User
+    from annotate_ui.logic.auth import add_user
 
     if session.scalar(select(func.count()).select_from(User)):
         return {}
@@ -203,8 +203,6 @@ def ensure_demo_accounts(session) -> dict[str, str]:
 
 
 def next_steps(db_url: str) -> str:
-    from db.session import safe_url
-
     url = safe_url(db_url)
     return "\n".join([
         "next:",

@@ -1,0 +1,3 @@
+"""The rater app's domain logic: plain functions over a SQLAlchemy Session (accounts and the
+login limiter, the blind pair audit, threshold tuning, listening sessions, training runs, the
+blind media copies, spectrograms). Nothing here imports Gradio."""

@@ -27,12 +27,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 # The miniature Tango 2 (experiments/miniature_tango2.py): pretrain → curation with the learned
-# model → base / SFT / DPO arms → trainer compare. Resumable: rerun to continue.
+# model → β / learning-rate sweep on validation → base / SFT / DPO arms → trainer compare.
+# Resumable: rerun to continue. One torch thread: on a shared machine two threads ran 5-10x slower.
 reproduce: $(STAMP)
-	$(BIN)/python experiments/miniature_tango2.py --out runs/miniature_tango2
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python experiments/miniature_tango2.py --out runs/miniature_tango2
 
 reproduce-smoke: $(STAMP)
-	$(BIN)/python experiments/miniature_tango2.py --out runs/miniature_tango2_smoke --smoke
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python experiments/miniature_tango2.py --out runs/miniature_tango2_smoke --smoke
 
 clean:
 	rm -rf $(VENV) demo.db demo_audio runs

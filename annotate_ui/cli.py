@@ -7,7 +7,6 @@ import logging
 import typer
 from sqlalchemy import func, select
 
-from curator.audio import audio_store_for
 from curator.cli.common import AudioRootOpt, DB_DEFAULT, DbOpt, user_errors, version_option
 from db.annotation import User
 from db.errors import CuratorError
@@ -33,6 +32,7 @@ def serve(
                                            help="Failed logins of one account or from one client before a lockout."),
     login_lockout_s: float = typer.Option(60.0, "--login-lockout-s", min=1.0,
                                           help="The first lockout; each further one doubles (up to a day)."),
+    workers: int = typer.Option(1, "--workers", help="Server processes on one socket (more than 1 needs a PostgreSQL store)."),
     min_played_share: float = typer.Option(
         1.0, "--min-played-share",
         help="A vote or rating is accepted once the server has sent this share of each of its clips to the rater "
@@ -41,20 +41,22 @@ def serve(
 ) -> None:
     """Serve the blind pair audit, threshold tuning and listening sessions behind the store's login."""
     # imported when the app starts, so `annotate-ui --help` answers without loading Gradio (seconds)
-    from annotate_ui.logic.auth import LoginLimiter
-    from annotate_ui.web.app import launch, make_context
+    from annotate_ui.web.server import ServeSettings, check_workers, serve
 
-    ctx = make_context(db, audio_store_for(db, audio_root), lease_s=60 * lease_minutes,  # refuses an un-migrated store
-                       session_idle_s=60 * session_idle_minutes, max_body_bytes=1024 * max_body_kb,
-                       limiter=LoginLimiter(max_failures=login_max_failures, lockout_s=login_lockout_s),
-                       min_played_share=min_played_share)
+    check_workers(db, workers)
+    settings = ServeSettings(db=db, audio_root=str(audio_root) if audio_root else None, host=host, port=port,
+                             concurrency=concurrency, lease_s=60 * lease_minutes, session_idle_s=60 * session_idle_minutes,
+                             max_body_bytes=1024 * max_body_kb, login_max_failures=login_max_failures,
+                             login_lockout_s=login_lockout_s, min_played_share=min_played_share)
+    ctx = settings.context()  # refuses an un-migrated store
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with ctx.session() as s:
         admins = s.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True)))
     if not admins:
         raise CuratorError(f"store {safe_url(db)} has no active admin: run `curator users add NAME --role admin --db {safe_url(db)}`")
-    typer.echo(f"annotate-ui on http://{host}:{port} (store {safe_url(db)}, audio {ctx.audio_store.root})")
-    launch(ctx, host=host, port=port, concurrency=concurrency)
+    typer.echo(f"annotate-ui on http://{host}:{port} (store {safe_url(db)}, audio {ctx.audio_store.root}"
+               + (f", {workers} processes)" if workers > 1 else ")"))
+    serve(settings, workers)
 
 
 def main() -> None:

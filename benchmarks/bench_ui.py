@@ -1,20 +1,23 @@
 """Rater-app benchmarks.
 
-1. Next-pair latency with R concurrent raters on loopback. The app runs as `annotate-ui` in its own
-   process; each rater logs in over raw HTTP (httpx) and does what the page does: POST
-   /gradio_api/run/vote_X (the audit events skip Gradio's queue), which returns the next pair, then
-   GET its two clips from the audio route. Reported: the vote round trip (the wait for the next
-   pair), the two audio fetches, their sum, and the server's CPU per vote. --think-ms adds paced
-   runs (a rater waits about that long before each vote); the headline is the closed loop
-   (think 0: every rater votes again at once). Also checks the load-test invariants (no vote
-   lost or duplicated, no pair over its overlap, never twice to one rater).
+1. Next-pair (audit) and next-clip (listening) latency with R concurrent raters on loopback. The
+   app runs as `annotate-ui` in its own process (`--workers N`: N processes on one socket,
+   PostgreSQL only); each rater logs in over raw HTTP (httpx) and calls the JSON routes
+   (api/audit/next, api/audit/vote; api/listen/next, api/listen/rate), fetching each pair's audio
+   and spectrograms as the page's players do (--no-media leaves them out, to show the vote path's
+   own cost). Each run stops after --seconds or --votes per rater. Reported: the vote round trip
+   (the wait for the next pair or clip), the media fetches, the server's CPU per vote (all its
+   processes), the 1-minute load average before and after (the machine is shared) and the
+   invariants (no vote lost or duplicated, no pair over its overlap, never twice to one rater).
+   --think-ms: raters pause about that long (±50 %) before each vote; 0 is the closed loop.
 2. Threshold view refresh (`annotate_ui.logic.tuning.view` + the frames the plots get) at 100k and 1M
    pairs of random scores.
 3. --login-flood N: one rater's next-pair latency alone, then while N anonymous clients flood
    /login with wrong passwords (argon2 checks run on worker threads; the lockout then refuses
    the flood without checking anything). Both phases in one run, and their ratio.
 
-    .venv/bin/python benchmarks/bench_ui.py [--raters 20] [--votes 200] [--think-ms 2000] [--db URL] [--skip-http]
+    .venv/bin/python benchmarks/bench_ui.py [--raters 50] [--think-ms 2000] [--tab audit|listen] [--workers 1 --workers 2]
+        [--seconds 30] [--votes 60] [--no-media] [--db URL] [--skip-http]
     .venv/bin/python benchmarks/bench_ui.py --login-flood 4 [--votes 200]   # 3. next-pair p95 under a /login flood
 
 --db: a fresh SQLite file per run by default; with a PostgreSQL URL
@@ -140,22 +143,91 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_http(db_url: str | None, raters: int, votes: int, overlap: int = 3, think_ms: float = 0.0) -> dict:
-    """R raters, each: load the next pair, fetch its two clips (as the page's <audio> elements do), think
-    THINK_MS, vote, repeat V times. think_ms=0 is the closed-loop stress test (each rater votes again
-    the moment the pair and its audio are there)."""
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of PID and its children (uvicorn's worker processes), so far."""
+    total = _cpu_s(pid)
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    for kid in kids:
+        try:
+            total += _tree_cpu_s(int(kid))
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+class ApiClient:
+    """The JSON routes (annotate_ui/rater_api.py) as the page's script calls them."""
+
+    def __init__(self, url: str, name: str, password: str):
+        import httpx
+
+        self.h = httpx.Client(base_url=url, timeout=120)
+        self.h.post("/login", data={"username": name, "password": password}).raise_for_status()
+
+    def api(self, path: str, **body):
+        r = self.h.post(f"/api/{path}", json=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"{path}: HTTP {r.status_code}: {r.text[:200]}")
+        return r.json()
+
+    def media(self, view) -> float:
+        """GET the clips' audio (and spectrograms) of VIEW as the page's players do; seconds taken."""
+        t = time.perf_counter()
+        clips = view.get("clips") or ([view["clip"]] if view.get("clip") else [])
+        for clip in clips:
+            for url in (clip.get("audio"), clip.get("spectrogram")):
+                if url:
+                    self.h.get("/" + url).raise_for_status()
+        return time.perf_counter() - t
+
+
+def bench_http(db_url: str | None, raters: int, seconds: float, overlap: int = 3, think_ms: float = 0.0,
+               tab: str = "audit", workers: int = 1, media: bool = True, max_votes: int = 400) -> dict:
+    """R raters on the JSON routes, each: the next pair (or clip), its media (as the page's players
+    fetch it; MEDIA=False leaves it out, to show the vote path's own CPU), think THINK_MS (±50 %),
+    vote (or rate), repeat until SECONDS have passed or MAX_VOTES were cast. think_ms=0 is the
+    closed loop (each rater votes again the moment the next pair and its media are there)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_ui_"))
     with fresh_store(db_url, tmp) as url:
-        return _bench_http(url, tmp, raters, votes, overlap, think_ms)
+        return _bench_http(url, tmp, raters, seconds, overlap, think_ms, tab, workers, media, max_votes)
 
 
-def _bench_http(url: str, tmp: Path, raters: int, votes: int, overlap: int, think_ms: float) -> dict:
+def _listening_world(s, store, n_prompts: int, tag: str) -> int:
+    """A listening session of N_PROMPTS prompts × 2 systems (tiny tones), no gold items; its id."""
+    from annotate_ui.logic.listening import clipsets, design
+    from curator.audio import SAMPLE_RATE
+    from db.models import AudioClip, Caption, text_hash
+
+    caps = [Caption(text=f"{tag} rain on a tin roof {i}", text_sha=text_hash(f"{tag} rain on a tin roof {i}"),
+                    split="test") for i in range(n_prompts)]
+    s.add_all(caps)
+    s.flush()
+    for g, gen in enumerate(("sysA", "sysB")):
+        for k, cap in enumerate(caps):
+            wave = 0.1 * np.sin(np.arange(800) * (0.05 + 0.0001 * k + 0.02 * g)).astype(np.float32)
+            sha, rel = store.put_wave(wave, SAMPLE_RATE)
+            s.add(AudioClip(sha256=sha, path=rel, sample_rate=SAMPLE_RATE, num_samples=len(wave), duration_s=0.05,
+                            generator=f"{tag}{gen}", checkpoint_id="c", prompt=cap.text, caption_id=cap.id,
+                            strategy="eval", slot=0))
+    s.flush()
+    sets = [clipsets.clip_set_from_generator(s, f"{tag}-set-{g}", generator=f"{tag}{g}") for g in ("sysA", "sysB")]
+    return design.create_listening_session(s, f"{tag}-bench", sets, caption_ids=[c.id for c in caps], n_gold=0,
+                                      min_raters=1).id
+
+
+def _bench_http(url: str, tmp: Path, raters: int, seconds: float, overlap: int, think_ms: float, tab: str,
+                workers: int, media: bool, max_votes: int) -> dict:
     from sqlalchemy import select
 
     from annotate_ui.logic import audit
+    from annotate_ui.logic.predraw import predraw
     from annotate_ui.web.app import make_context
     from curator.audio import AudioStore
     from db.annotation import AuditAssignment
+    from db.listening import ListeningRating
     from db.session import upgrade
     from builders.ports import free_port
     from builders.ui import PASSWORD, make_pool, make_users
@@ -163,93 +235,112 @@ def _bench_http(url: str, tmp: Path, raters: int, votes: int, overlap: int, thin
     upgrade(url)
     store = AudioStore(tmp / "audio")
     ctx = make_context(url, store)
-    n_pairs = max(2 * -(-raters * votes // overlap), votes + 10)
+    # closed loop: up to ~60 votes/s/rater-slot are possible; paced: 1 per think time
+    per_rater = max_votes if not think_ms else min(max_votes, int(seconds / (think_ms / 1000)) + 2)
     tag = f"b{int(time.time())}"
     t0 = time.perf_counter()
     with ctx.session() as s:
-        pairs = make_pool(s, store, n_pairs, seed=int(time.time()) % 1000)
-        make_users(s, n_raters=raters, admins=1, prefix=f"{tag}r")
-        names = [f"{tag}r{i}" for i in range(raters)]
-        audit.enqueue(s, pairs, reason="random", added_by="bench", overlap=overlap)
+        names = [u.name for u in make_users(s, n_raters=raters, admins=1, prefix=f"{tag}r")][1:]
+        if tab == "audit":
+            n_pairs = -(-raters * per_rater // overlap) + 10
+            pairs = make_pool(s, store, n_pairs, seed=int(time.time()) % 1000)
+            audit.enqueue(s, pairs, reason="random", added_by="bench", overlap=overlap)
+        else:
+            n_pairs = per_rater // 2 + 2
+            session_id = _listening_world(s, store, n_pairs, tag)
+        s.commit()
+        predraw(s, store)  # what the server's predrawer does when the queue is filled
     setup_s = time.perf_counter() - t0
     port = free_port()
-    server = _serve(url, store.root, port, raters, tmp / "annotate-ui.log")
+    server = _serve(url, store.root, port, 16, tmp / "annotate-ui.log", "--workers", str(workers))
     base = f"http://127.0.0.1:{port}/"
-    lat_vote, lat_audio, lat_total, lat_next, errors, cast = [], [], [], [], [], {}
+    lat_next, lat_media, errors, cast = [], [], [], {}
     lock = threading.Lock()
-    rng = random.Random(0)
     try:
-        clients = {n: RawClient(base, n, PASSWORD) for n in names}
+        clients = {n: ApiClient(base, n, PASSWORD) for n in names}
         barrier = threading.Barrier(raters)
-
-        def fetch_audio(c, out):
-            t = time.perf_counter()
-            for src in AUDIO_SRC.findall(out[2] or ""):
-                r = c.h.get("/" + src)
-                r.raise_for_status()
-            return time.perf_counter() - t
+        deadline = [0.0]
 
         def rater(name):
+            rng = random.Random(name)
             try:
-                c, mine, lv, la, lt, ln = clients[name], [], [], [], [], []
+                c, mine, ln, lm = clients[name], [], [], []
                 barrier.wait()
                 t = time.perf_counter()
-                out = c.run("next")
+                view = c.api("audit/next") if tab == "audit" else c.api("listen/next", session_id=session_id)
                 ln.append(time.perf_counter() - t)
-                la.append(fetch_audio(c, out))
-                for k in range(votes):
-                    mine.append(out[0])
+                for k in range(per_rater):
+                    key = view.get("assignment_id") if tab == "audit" else view.get("item_id")
+                    if key is None or time.perf_counter() > deadline[0]:
+                        break
+                    if media:
+                        lm.append(c.media(view))
                     if think_ms:
                         time.sleep(rng.uniform(0.5, 1.5) * think_ms / 1000)
                     t = time.perf_counter()
-                    out = c.run(("vote_A", "vote_B", "vote_both_good", "vote_both_bad")[k % 4], out[0], "")
-                    lv.append(time.perf_counter() - t)
-                    la.append(fetch_audio(c, out))
-                    lt.append(lv[-1] + la[-1])
+                    if tab == "audit":
+                        view = c.api("audit/vote", assignment_id=key, verdict=audit.VERDICTS[k % 4])
+                    else:
+                        view = c.api("listen/rate", session_id=session_id, item_id=key, ovl=1 + k % 5, rel=1 + (k + 2) % 5)
+                    ln.append(time.perf_counter() - t)
+                    mine.append(key)
                 with lock:
-                    lat_vote.extend(lv)
-                    lat_audio.extend(la)
-                    lat_total.extend(lt)
                     lat_next.extend(ln)
+                    lat_media.extend(lm)
                     cast[name] = mine
             except BaseException as exc:  # noqa: BLE001
                 errors.append(repr(exc))
 
-        cpu0 = _cpu_s(server.pid)
+        load0 = os.getloadavg()[0]
+        cpu0 = _tree_cpu_s(server.pid)
         t0 = time.perf_counter()
+        deadline[0] = t0 + seconds
         threads = [threading.Thread(target=rater, args=(n,)) for n in names]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        server_cpu = _cpu_s(server.pid) - cpu0
+        server_cpu = _tree_cpu_s(server.pid) - cpu0
+        load1 = os.getloadavg()[0]
     finally:
         server.terminate()
         server.wait(30)
-    with ctx.session() as s:
-        rows = s.execute(select(AuditAssignment.id, AuditAssignment.pair_id, AuditAssignment.user_id,
-                                AuditAssignment.state).where(AuditAssignment.pair_id.in_(pairs))).all()
-    done = sorted(str(r.id) for r in rows if r.state == "done")
-    per_pair = {}
-    for r in rows:
-        per_pair[r.pair_id] = per_pair.get(r.pair_id, 0) + 1
-    out = {
-        "store": url.split(":")[0], "raters": raters, "votes_each": votes, "think_ms": think_ms, "pairs": n_pairs,
-        "setup_s": round(setup_s, 1), "errors": errors[:3], "votes_recorded": len(done), "votes_expected": raters * votes,
-        "no_vote_lost_or_duplicated": done == sorted(a for v in cast.values() for a in v),
-        "max_per_pair": max(per_pair.values()) if per_pair else 0, "overlap": overlap,
-        "never_twice": len({(r.pair_id, r.user_id) for r in rows}) == len(rows),
-        "wall_s": round(wall, 1), "votes_per_s": round(len(lat_vote) / wall, 1),
-        "server_cpu_ms_per_vote": round(1000 * server_cpu / max(1, len(lat_vote)), 1),
-        "vote_next_ms_p50": round(percentile(lat_vote, 50), 1), "vote_next_ms_p95": round(percentile(lat_vote, 95), 1),
-        "vote_next_ms_max": round(percentile(lat_vote, 100), 1),
-        "audio_both_ms_p50": round(percentile(lat_audio, 50), 1), "audio_both_ms_p95": round(percentile(lat_audio, 95), 1),
-        "vote_plus_audio_ms_p50": round(percentile(lat_total, 50), 1),
-        "vote_plus_audio_ms_p95": round(percentile(lat_total, 95), 1),
-        "first_next_ms_p95": round(percentile(lat_next, 95), 1),
+    n_cast = sum(len(v) for v in cast.values())
+    if tab == "audit":
+        with ctx.session() as s:
+            rows = s.execute(select(AuditAssignment.id, AuditAssignment.pair_id, AuditAssignment.user_id,
+                                    AuditAssignment.state).where(AuditAssignment.pair_id.in_(pairs))).all()
+        done = sorted(r.id for r in rows if r.state == "done")
+        per_pair: dict = {}
+        for r in rows:
+            per_pair[r.pair_id] = per_pair.get(r.pair_id, 0) + 1
+        checks = {"no_vote_lost_or_duplicated": done == sorted(int(a) for v in cast.values() for a in v),
+                  "max_per_pair": max(per_pair.values()) if per_pair else 0, "overlap": overlap,
+                  "never_twice": len({(r.pair_id, r.user_id) for r in rows}) == len(rows)}
+    else:
+        with ctx.session() as s:
+            rows = s.execute(select(ListeningRating.item_id, ListeningRating.user_id, ListeningRating.rated_at)
+                             .where(ListeningRating.session_id == session_id)).all()
+        from db.annotation import User
+
+        with ctx.session() as s:
+            ids = dict(s.execute(select(User.name, User.id).where(User.name.in_(names))).all())
+        rated = sorted((r.user_id, r.item_id) for r in rows if r.rated_at is not None)
+        checks = {"no_vote_lost_or_duplicated": rated == sorted((ids[n], i) for n, v in cast.items() for i in v),
+                  "never_twice": len({(r.item_id, r.user_id) for r in rows}) == len(rows)}
+    return {
+        "store": url.split(":")[0].split("+")[0], "tab": tab, "workers": workers, "raters": raters,
+        "think_ms": think_ms, "media": media, "bound_s": seconds, "setup_s": round(setup_s, 1), "errors": errors[:3],
+        "votes_recorded": n_cast, **checks,
+        "wall_s": round(wall, 1), "votes_per_s": round(n_cast / wall, 1),
+        "server_cpu_ms_per_vote": round(1000 * server_cpu / max(1, n_cast), 2),
+        "next_ms_p50": round(percentile(lat_next, 50), 1), "next_ms_p95": round(percentile(lat_next, 95), 1),
+        "next_ms_max": round(percentile(lat_next, 100), 1),
+        **({"media_ms_p50": round(percentile(lat_media, 50), 1), "media_ms_p95": round(percentile(lat_media, 95), 1)}
+           if lat_media else {}),
+        "load_avg_1min": [round(load0, 1), round(load1, 1)], "cores": os.cpu_count(),
     }
-    return out
 
 
 def bench_logic(db_url: str | None, raters: int, votes: int, overlap: int = 3) -> dict:
@@ -425,11 +516,17 @@ def _bench_login_flood(url: str, tmp: Path, votes: int, flooders: int, extra: tu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--raters", type=int, default=20)
-    ap.add_argument("--votes", type=int, default=200)
+    ap.add_argument("--raters", type=int, action="append", default=None, help="raters at once (repeatable; default 50)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="each load run stops after this (default 30)")
+    ap.add_argument("--votes", type=int, default=400, help="at most this many votes per rater and run")
     ap.add_argument("--db", action="append", default=None, help="store URL(s); default a fresh SQLite file")
     ap.add_argument("--think-ms", type=float, action="append", default=None,
-                    help="also run a paced variant: each rater waits about this long (uniform 0.5-1.5x) before each vote")
+                    help="pause before each vote, uniform 0.5-1.5x this (repeatable; default 0: closed loop)")
+    ap.add_argument("--tab", action="append", choices=("audit", "listen"), default=None,
+                    help="the audit's next pair or the listening tab's next clip (repeatable; default both)")
+    ap.add_argument("--workers", type=int, action="append", default=None,
+                    help="server processes (repeatable, e.g. --workers 1 --workers 2; more than 1 on PostgreSQL only)")
+    ap.add_argument("--no-media", action="store_true", help="leave the clips' audio and images out (the vote path alone)")
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-logic", action="store_true")
     ap.add_argument("--skip-view", action="store_true")
@@ -447,13 +544,21 @@ def main() -> None:
     if not args.skip_view:
         for n in (100_000, 1_000_000):
             print(json.dumps({"bench": "threshold_view", **bench_view(n)}), flush=True)
-    if not args.skip_http:
-        for url in args.db or [None]:
-            if not args.skip_logic:
-                print(json.dumps({"bench": "logic_no_http", **bench_logic(url, args.raters, min(args.votes, 50))}), flush=True)
-            for think in [0.0, *(args.think_ms or [])]:  # closed loop first: the headline figure
-                print(json.dumps({"bench": "http_next_pair", **bench_http(url, args.raters, args.votes, think_ms=think)}),
-                      flush=True)
+    if args.skip_http:
+        return
+    for url in args.db or [None]:
+        is_pg = bool(url and url.startswith("postgres"))
+        if not args.skip_logic:
+            print(json.dumps({"bench": "logic_no_http", **bench_logic(url, 20, 50)}), flush=True)
+        for tab in args.tab or ["audit", "listen"]:
+            for workers in args.workers or [1]:
+                if workers > 1 and not is_pg:
+                    continue  # refused by annotate-ui: several processes need PostgreSQL
+                for raters in args.raters or [50]:
+                    for think in args.think_ms or [0.0]:
+                        res = bench_http(url, raters, args.seconds, think_ms=think, tab=tab, workers=workers,
+                                         media=not args.no_media, max_votes=args.votes)
+                        print(json.dumps({"bench": f"http_next_{'pair' if tab == 'audit' else 'clip'}", **res}), flush=True)
 
 
 if __name__ == "__main__":

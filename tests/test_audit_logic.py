@@ -99,7 +99,8 @@ def test_task_hides_scores_and_strategy(session, audio_store):
     (u,) = make_users(session, n_raters=1, admins=0)
     audit.enqueue(session, pairs, reason="random", added_by="t")
     task = audit.next_assignment(session, u)
-    assert set(vars(task)) == {"assignment_id", "caption", "clip_a", "clip_b", "progress"}
+    # the stored files of the two sides ride along (server side: the page gets opaque media URLs only)
+    assert set(vars(task)) == {"assignment_id", "caption", "clip_a", "clip_b", "progress", "paths"}
 
 
 def test_undo_reopens_last_vote(session, audio_store):

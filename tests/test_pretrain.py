@@ -80,6 +80,9 @@ def test_a_stopped_run_resumes_to_the_same_weights(pretrained, tmp_path):
     assert [json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     again = run_pretrain(_cfg(out), progress=False, echo=lambda s: None)
     assert again.already_done
+    # a resume that raises the steps (a field a rerun may change) records them in the folder's config
+    more = run_pretrain(_cfg(out, steps=5), progress=False, echo=lambda s: None)
+    assert more.steps == 5 and json.loads((out / "pretrain_config.json").read_text())["steps"] == 5
 
 
 def test_held_out_captions_are_never_trained_on(tmp_path):

@@ -58,3 +58,20 @@ def test_smoke_runs_every_stage_and_writes_the_schema(tmp_path, one_torch_thread
     ran = []
     again = exp.run_experiment(out, exp.smoke_config(), echo=ran.append)
     assert again == results and all("skipped" in line for line in ran)
+
+
+def test_a_rerun_may_change_only_values_no_finished_stage_used(tmp_path):
+    from db.errors import CuratorError
+
+    exp = _experiment()
+    out = tmp_path / "exp"
+    out.mkdir()
+    exp.check_config(out, exp.smoke_config())
+    (out / "stages").mkdir()
+    (out / "stages" / "splits.json").write_text("{}")
+    (out / "stages" / "sweep.json").write_text("{}")
+    for changed in ({"n_test": 5}, {"max_steps": 3}):  # they feed the finished splits and sweep
+        with pytest.raises(CuratorError, match=next(iter(changed))):
+            exp.check_config(out, exp.smoke_config(**changed))
+    exp.check_config(out, exp.smoke_config(eval_prompts=3))  # only the unfinished compare reads it
+    assert json.loads((out / "experiment_config.json").read_text())["eval_prompts"] == 3

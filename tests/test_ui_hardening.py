@@ -19,9 +19,10 @@ from scipy.stats import binom
 from sqlalchemy import select
 
 from annotate_ui.logic import audit
+from annotate_ui.logic.auth import active_user
 from annotate_ui.logic.listening import clipsets, design, queue
+from annotate_ui.logic.logins import LoginLimiter, LoginSessions
 from annotate_ui.web.app import launch, make_context
-from annotate_ui.logic.auth import LoginLimiter, SessionClock, active_user
 from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem
@@ -281,7 +282,7 @@ def test_login_flood_locks_the_account_and_the_client_and_checks_off_the_loop(sq
 
 def test_idle_sessions_expire(sqlite_store_url, audio_store):
     clock = FakeClock()
-    ctx = make_context(sqlite_store_url, audio_store, sessions=SessionClock(600, clock=clock))
+    ctx = make_context(sqlite_store_url, audio_store, sessions=LoginSessions(600, clock=clock))
     with ctx.session() as s:
         make_users(s, n_raters=1, admins=1)
     with served(ctx) as url, logged_in(url, "rater0") as h:

@@ -381,7 +381,7 @@ def run_pretrain(cfg: PretrainConfig, *, progress: bool = True, echo: Callable[[
         from curator.audio import atomic_write_bytes
 
         atomic_write_bytes(out / CAPTIONS_FILE, ("\n".join(data["texts"]) + "\n").encode("utf-8"))
-    if not (out / CONFIG_FILE).is_file():
+    if saved is None or saved != cfg:  # a resume may change steps, device, … (RESUME_MUTABLE): the folder says what ran
         (out / CONFIG_FILE).write_text(cfg.to_json() + "\n", encoding="utf-8")
     timings = _Timings(work / "timings.json")
     if "data" not in timings.values:

@@ -1,3 +1,3 @@
 """The rater app's domain logic: plain functions over a SQLAlchemy Session (accounts and the
-login limiter, the blind pair audit, threshold tuning, listening sessions, training runs, the
+logins and login lockouts kept in the store, the blind pair audit, threshold tuning, listening sessions, training runs, the
 blind media copies, spectrograms). Nothing here imports Gradio."""

@@ -75,16 +75,17 @@ class AuditTask:
     clip_a: int
     clip_b: int
     progress: Progress
+    paths: tuple[str, str] | None = None  # stored files of sides A and B (server side only), read with the task
 
 
 def _task(session: Session, assignment_id: int, pair_id: int, a_is_winner: bool, user: AuthUser,
           open_count: int | None = None) -> AuditTask:
-    row = session.execute(
-        select(Pair.winner_clip_id, Pair.loser_clip_id, Caption.text)
-        .join(Caption, Caption.id == Pair.caption_id).where(Pair.id == pair_id)
-    ).one()
-    clip_a, clip_b = (row[0], row[1]) if a_is_winner else (row[1], row[0])
-    return AuditTask(assignment_id, row[2], clip_a, clip_b, progress(session, user, open_count=open_count))
+    win, lose, text, win_path, lose_path = session.execute(_TASK, {"pid": pair_id}).one()
+    if a_is_winner:
+        clip_a, clip_b, paths = win, lose, (win_path, lose_path)
+    else:
+        clip_a, clip_b, paths = lose, win, (lose_path, win_path)
+    return AuditTask(assignment_id, text, clip_a, clip_b, progress(session, user, open_count=open_count), paths)
 
 
 def progress(session: Session, user: AuthUser, *, open_count: int | None = None) -> Progress:
@@ -126,9 +127,15 @@ def _open_count(session: Session, user: AuthUser) -> int:
 def _insert_ignore(session: Session, values: dict) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id into audit_assignments; the id, or None on a conflict."""
     dialect = session.get_bind().dialect.name
-    ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    stmt = ins(AuditAssignment.__table__).values(**values).on_conflict_do_nothing().returning(AuditAssignment.__table__.c.id)
-    return session.connection().execute(stmt).scalar()
+    stmt = _INSERT_IGNORE.get(dialect)
+    if stmt is None:  # built once per dialect (building it costs more than running it)
+        ins = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+        stmt = _INSERT_IGNORE[dialect] = (ins(AuditAssignment.__table__).on_conflict_do_nothing()
+                                          .returning(AuditAssignment.__table__.c.id))
+    return session.connection().execute(stmt, values).scalar()
+
+
+_INSERT_IGNORE: dict = {}
 
 
 def current_assignment(session: Session, user: AuthUser) -> AuditAssignment | None:
@@ -168,7 +175,7 @@ def next_assignment(session: Session, user: AuthUser, *, rng: random.Random | No
         expire_leases(session, lease_s)
     if is_excluded(session, user.id):  # their votes would count nowhere: no slot is spent on them
         return None
-    open_one = current_assignment(session, user)
+    open_one = session.execute(_CURRENT, {"uid": user.id}).first()
     if open_one is not None:
         return _task(session, open_one.id, open_one.pair_id, open_one.a_is_winner, user)
     rng = rng or random.SystemRandom()
@@ -198,8 +205,7 @@ def _claim(session: Session, user: AuthUser, pair_id: int, overlap: int, rng: ra
     wins or sees one more slot taken, so at most `overlap` + 1 rounds run.
     """
     for _ in range(overlap + 1):
-        rows = session.execute(select(AuditAssignment.slot, AuditAssignment.user_id)
-                               .where(AuditAssignment.pair_id == pair_id)).all()
+        rows = session.execute(_SLOTS, {"pid": pair_id}).all()
         if any(uid == user.id for _, uid in rows):
             return None
         used = {slot for slot, _ in rows if slot is not None}
@@ -338,8 +344,11 @@ def _stored_audio(audio_store: AudioStore, rel: str | None) -> tuple[Path, str] 
 
 def audio_problems(session: Session, audio_store: AudioStore, task: AuditTask) -> dict[str, str]:
     """{side ('a'/'b'): one clear line} for each side of TASK whose audio cannot be served (the rater can skip)."""
-    paths = dict(session.execute(select(AudioClip.id, AudioClip.path)
-                                 .where(AudioClip.id.in_((task.clip_a, task.clip_b)))).all())
+    if task.paths is not None:
+        paths = dict(zip((task.clip_a, task.clip_b), task.paths))
+    else:
+        paths = dict(session.execute(select(AudioClip.id, AudioClip.path)
+                                     .where(AudioClip.id.in_((task.clip_a, task.clip_b)))).all())
     problems = {}
     for side, clip_id in zip(AUDIO_SIDES, (task.clip_a, task.clip_b)):
         if _stored_audio(audio_store, paths.get(clip_id)) is None:
@@ -349,7 +358,19 @@ def audio_problems(session: Session, audio_store: AudioStore, task: AuditTask) -
 
 
 _WINNER_CLIP, _LOSER_CLIP = aliased(AudioClip, name="winner_clip"), aliased(AudioClip, name="loser_clip")
-# built once (aliases are costly to build per call; this runs for every clip a page loads)
+# built once (aliases are costly to build per call; these run for every pair and every clip a page loads)
+_TASK = (
+    select(Pair.winner_clip_id, Pair.loser_clip_id, Caption.text, _WINNER_CLIP.path, _LOSER_CLIP.path)
+    .join(Caption, Caption.id == Pair.caption_id)
+    .join(_WINNER_CLIP, _WINNER_CLIP.id == Pair.winner_clip_id).join(_LOSER_CLIP, _LOSER_CLIP.id == Pair.loser_clip_id)
+    .where(Pair.id == bindparam("pid"))
+)
+_CURRENT = (  # the user's open assignment served last (an undone vote comes back first)
+    select(AuditAssignment.id, AuditAssignment.pair_id, AuditAssignment.a_is_winner)
+    .where(AuditAssignment.user_id == bindparam("uid"), AuditAssignment.state == "assigned")
+    .order_by(AuditAssignment.served_at.desc(), AuditAssignment.id.desc()).limit(1)
+)
+_SLOTS = select(AuditAssignment.slot, AuditAssignment.user_id).where(AuditAssignment.pair_id == bindparam("pid"))
 _ASSIGNMENT_AUDIO = (
     select(AuditAssignment.a_is_winner, _WINNER_CLIP.path, _LOSER_CLIP.path)
     .join(Pair, Pair.id == AuditAssignment.pair_id)

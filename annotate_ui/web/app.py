@@ -22,7 +22,7 @@ What annotate_ui/web/listening_tab.py relies on from this module:
 
 Security notes: every page is behind the login (`/login` checks the store's argon2 hashes on a
 worker thread, never on the event loop, and locks an account or a client out after repeated
-failures; see auth.LoginLimiter); a login idle for longer than the session timeout is logged out;
+failures, shared by every process through the store; see logic/logins.py); a login idle for longer than the session timeout is logged out;
 every handler re-resolves the logged-in name to an active account and checks the role; the only
 ids the browser sends back are assignment ids, checked against the user. Audio goes out under
 opaque per-assignment tokens as per-token copies (annotate_ui/logic/media.py), so nothing a browser
@@ -33,12 +33,13 @@ are read, and the page an anonymous visitor gets lists no endpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import html
 import logging
 import math
-import os
-import secrets
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,20 +47,23 @@ from typing import Iterator
 
 import fastapi
 import gradio as gr
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from gradio import route_utils
 from gradio.routes import templates
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
 
 from annotate_ui.logic import audit, playback, tuning
-from annotate_ui.logic.auth import DEFAULT_SESSION_IDLE_S, AuthUser, LoginLimiter, SessionClock, active_user, verify_login
+from annotate_ui.logic import rater_steps as steps
+from annotate_ui.logic.auth import AuthUser, active_user, verify_login
+from annotate_ui.logic.logins import DEFAULT_SESSION_IDLE_S, MISS, LoginLimiter, LoginSessions, TokenMap, cookie_id
 from annotate_ui.logic.media import MEDIA_ROUTE, CopyCache
 from annotate_ui.logic.media_route import Served, serve
+from annotate_ui.logic.predraw import Predrawer
 from annotate_ui.web import charts
 from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
 from annotate_ui.web.quality_tab import build_quality_tab
+from annotate_ui.web.rater_api import api_routes
 from annotate_ui.web.runs_tab import build_runs_tab
 from curator.audio import AudioStore
 from curator.filter import DEFAULT_PRESET, get_preset, list_presets, save_preset, thresholds_of
@@ -86,7 +90,8 @@ class UIContext:
     copies: CopyCache = field(default_factory=CopyCache, repr=False)
     limiter: LoginLimiter = field(default_factory=LoginLimiter, repr=False)
     locked_delay_s: float = 1.0  # a refused (locked-out) login is answered after this pause
-    sessions: SessionClock | None = field(default=None, repr=False)
+    sessions: LoginSessions | None = field(default=None, repr=False)
+    predrawer: Predrawer | None = field(default=None, repr=False)  # draws spectrograms ahead (annotate_ui/predraw.py)
     # argon2 checks run here, one at a time: never on the event loop that serves the raters, and a flood
     # of logins queues here instead of taking every core (a check is ~0.1 s; people log in rarely)
     login_pool: ThreadPoolExecutor = field(
@@ -94,10 +99,14 @@ class UIContext:
     _tuning: dict = field(default_factory=dict, repr=False)  # (model1, model2) → TuningData (store data, not user state)
     _tuning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _leases_checked: float = field(default=float("-inf"), repr=False)
 
     def __post_init__(self) -> None:
         if self.sessions is None:
-            self.sessions = SessionClock(self.session_idle_s)
+            self.sessions = LoginSessions(self.session_idle_s)
+        # logins and lockouts live in the store, so every server process of it shares them
+        self.sessions.bind(self.session_factory)
+        self.limiter.bind(self.session_factory)
         if not self.lease_s > 0:
             raise CuratorError(f"assignment lease {self.lease_s!r} s must be positive")
         self.min_played_share = playback.check_share(self.min_played_share)
@@ -153,12 +162,42 @@ class UIContext:
             raise gr.Error("this action is for admins only", print_exception=False)
         return user
 
-    def login(self, username: str, password: str) -> bool:
-        """Gradio's `auth=` callable: the store's argon2 hashes decide (the password is never logged)."""
+    def login(self, username: str, password: str) -> AuthUser | None:
+        """The store's argon2 hashes decide (the password is never logged); the account, or None.
+        Also Gradio's `auth=` callable (a truthy answer lets the login in)."""
         with self.session() as s:
-            ok = verify_login(s, username, password) is not None
-        log.info("login %s for user %r", "succeeded" if ok else "refused", username[:100] if isinstance(username, str) else "?")
-        return ok
+            user = verify_login(s, username, password)
+        log.info("login %s for user %r", "succeeded" if user else "refused",
+                 username[:100] if isinstance(username, str) else "?")
+        return user
+
+    def lease_due(self) -> float | None:
+        """`lease_s` when open assignments should be checked for expired leases now, else None. The
+        check is a query on every next pair; a lease lasts minutes, so this process checks every
+        tenth of a lease (at most every 10 s), and an abandoned pair is back a little later at worst."""
+        now = time.monotonic()
+        with self._tuning_lock:
+            if now - self._leases_checked < min(10.0, self.lease_s / 10):
+                return None
+            self._leases_checked = now
+        return self.lease_s
+
+    def queue_changed(self) -> None:
+        """New clips may be shown to raters: draw their spectrograms ahead (when a predrawer runs)."""
+        if self.predrawer is not None:
+            self.predrawer.kick()
+
+    @property
+    def cookie_id(self) -> str:
+        """The login cookie's name suffix, the same in every process of this store."""
+        return cookie_id(self.db_url)
+
+    def request_user(self, request, activity: bool = True, fresh: bool = True) -> AuthUser | None:
+        """The active account logged in on REQUEST's cookie (a Starlette request), else None; FRESH:
+        read from the store, not the process's cache (see annotate_ui/logins.py)."""
+        cookies = request.cookies
+        token = cookies.get(f"access-token-{self.cookie_id}") or cookies.get(f"access-token-unsecure-{self.cookie_id}")
+        return self.sessions.user(token, activity=activity, fresh=fresh)
 
     def tuning_data(self, session: Session, models: tuple[str | None, str | None], *, reload: bool = False) -> tuning.TuningData:
         with self._tuning_lock:
@@ -248,55 +287,33 @@ def spectrogram_tag(url: str, label: str) -> str:
             f'alt="spectrogram of {html.escape(label)}" width="640" height="128">')
 
 
-def _players_html(ctx: UIContext, s: Session, user: AuthUser, assignment_id: int | None, problems: dict[str, str]) -> str:
+def _players_html(view: steps.AuditView) -> str:
     """The two players: <audio> elements whose URLs are opaque tokens of this assignment's sides (blind)."""
-    if assignment_id is None:
+    if view.assignment_id is None:
         return ""
     parts = []
-    for side in audit.AUDIO_SIDES:
-        label = side.upper()
-        if side in problems:
-            inner = f"<em>{html.escape(problems[side])}</em>"
+    for clip in view.clips:
+        label = clip.side.upper()
+        if clip.problem:
+            inner = f"<em>{html.escape(clip.problem)}</em>"
         else:
-            ref = (int(assignment_id), side)
-            inner = (audio_tag(ctx.media_url(s, user, "audit", ref))
-                     + spectrogram_tag(ctx.media_url(s, user, "audit", ref, "spectrogram"), f"clip {label}"))
-        parts.append(f'<div id="audio-{side}" class="player"><div class="side">{label}</div>{inner}</div>')
+            inner = audio_tag(clip.audio) + spectrogram_tag(clip.spectrogram, f"clip {label}")
+        parts.append(f'<div id="audio-{clip.side}" class="player"><div class="side">{label}</div>{inner}</div>')
     return f"<div class='players'>{''.join(parts)}</div>"
 
 
-def _audit_outputs(ctx: UIContext, s: Session, task: audit.AuditTask | None, user: AuthUser, message: str = ""):
-    """(assignment id, caption html, players html, progress, message, note) for a task.
+def _audit_outputs(view: steps.AuditView):
+    """(assignment id, caption html, players html, progress, message, note) of a view.
 
     Small text only: the audio itself is fetched by the browser from the media route, under
     tokens issued to the logged-in user.
     """
-    if task is None:
-        p = audit.progress(s, user)
-        why = ("An admin has excluded your answers from the results: there is nothing to judge."
-               if audit.is_excluded(s, user.id) else "No pair is waiting for you. Thank you!")
-        return ("", f"<div class='caption'><em>{why}</em></div>", "",
-                f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", message, "")
-    problems = audit.audio_problems(s, ctx.audio_store, task)
-    p = task.progress
-    msg = " ".join(x for x in (message, *problems.values()) if x)
-    return (str(task.assignment_id), f"<div class='caption'>{html.escape(task.caption)}</div>",
-            _players_html(ctx, s, user, task.assignment_id, problems),
-            f"Done **{p.done}** · skipped {p.skipped} · remaining **{p.remaining}**", msg, "")
-
-
-def _cookie_token(app, cookies: dict) -> str | None:
-    cookie_id = getattr(app, "cookie_id", None)
-    if cookie_id is None:
-        return None
-    return cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
-
-
-def _login_name(request: fastapi.Request) -> str | None:
-    """The name the login attached to REQUEST's cookie (the same lookup as Gradio's own /user route)."""
-    tokens = getattr(request.app, "tokens", None)
-    token = _cookie_token(request.app, request.cookies)
-    return tokens.get(token) if token and tokens is not None else None
+    progress = f"Done **{view.done}** · skipped {view.skipped} · remaining **{view.remaining}**"
+    if view.assignment_id is None:
+        why = view.empty_reason or "No pair is waiting for you. Thank you!"
+        return ("", f"<div class='caption'><em>{html.escape(why)}</em></div>", "", progress, view.message, "")
+    return (str(view.assignment_id), f"<div class='caption'>{html.escape(view.caption)}</div>",
+            _players_html(view), progress, view.message, "")
 
 
 def _served(served: Served) -> Response:
@@ -317,17 +334,16 @@ def app_routes(ctx: UIContext) -> list:
     * GET media/{token}: the blind copy of one clip, to the user the token was issued to, while
       the assignment is open or the item in their queue; the bytes it sends are recorded (playback);
     * POST /login: Gradio's login with the store's argon2 check on a worker thread and the
-      per-account / per-client limit (auth.LoginLimiter); same form fields and cookies as Gradio's.
+      per-account / per-client limit (logic/logins.LoginLimiter); same form fields and cookies as Gradio's.
     """
     router = fastapi.APIRouter()
 
     @router.get("/" + MEDIA_ROUTE + "/{token}", include_in_schema=False)
     def media(token: str, request: fastapi.Request):
-        name = _login_name(request)
+        user = ctx.request_user(request)
+        if user is None:
+            return PlainTextResponse("you are not logged in, or your account is disabled; log in again", 401)
         with ctx.session() as s:
-            user = active_user(s, name)
-            if user is None:
-                return PlainTextResponse("you are not logged in, or your account is disabled; log in again", 401)
             try:
                 with ctx.writing():
                     served = serve(s, ctx.audio_store, ctx.copies, user, token, request.headers.get("range"))
@@ -344,25 +360,42 @@ def app_routes(ctx: UIContext) -> list:
         username = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
         client = request.client.host if request.client else None
-        wait = ctx.limiter.locked_for(username, client)
+        wait = await asyncio.get_running_loop().run_in_executor(None, ctx.limiter.locked_for, username, client)
         if wait > 0:
             return await _locked_out(ctx, wait)
-        ok = await asyncio.get_running_loop().run_in_executor(ctx.login_pool, ctx.login, username, password)
-        if not ok:
-            ctx.limiter.failed(username, client)
+        loop = asyncio.get_running_loop()
+        user = await loop.run_in_executor(ctx.login_pool, ctx.login, username, password)
+        if not user:
+            await loop.run_in_executor(None, ctx.limiter.failed, username, client)
             return JSONResponse({"detail": "Incorrect credentials."}, status_code=400)
-        ctx.limiter.succeeded(username, client)
-        app = request.app
-        token = secrets.token_urlsafe(16)
-        app.tokens[token] = username
-        ctx.sessions.touch(token)
+        # the store writes run off the event loop too (a login is rare; a vote must not wait behind it)
+        await loop.run_in_executor(None, ctx.limiter.succeeded, username, client)
+        token = await loop.run_in_executor(None, ctx.sessions.create, user.id)
         response = JSONResponse({"success": True})
-        response.set_cookie(key=f"access-token-{app.cookie_id}", value=token, httponly=True, samesite="none", secure=True)
-        response.set_cookie(key=f"access-token-unsecure-{app.cookie_id}", value=token, httponly=True)
+        response.set_cookie(key=f"access-token-{ctx.cookie_id}", value=token, httponly=True, samesite="none", secure=True)
+        response.set_cookie(key=f"access-token-unsecure-{ctx.cookie_id}", value=token, httponly=True)
+        return response
+
+    def logout(request: fastapi.Request, all_session: bool = False):
+        """End this browser's login (ALL_SESSION: every login of this account) in the store, so no
+        process of it accepts the cookie any more."""
+        user = ctx.request_user(request, activity=False)
+        cookies = request.cookies
+        token = cookies.get(f"access-token-{ctx.cookie_id}") or cookies.get(f"access-token-unsecure-{ctx.cookie_id}")
+        if user is not None and all_session:
+            ctx.sessions.end_user(user.id)
+        elif token:
+            ctx.sessions.end(token)
+        response = RedirectResponse(url="./", status_code=302)
+        response.delete_cookie(key=f"access-token-{ctx.cookie_id}", path="/")
+        response.delete_cookie(key=f"access-token-unsecure-{ctx.cookie_id}", path="/")
         return response
 
     router.add_api_route("/login", login, methods=["POST"], include_in_schema=False)
     router.add_api_route("/login/", login, methods=["POST"], include_in_schema=False)
+    router.add_api_route("/logout", logout, methods=["GET"], include_in_schema=False)
+    router.add_api_route("/logout/", logout, methods=["GET"], include_in_schema=False)
+    router.routes.extend(api_routes(ctx))
     return router.routes
 
 
@@ -400,17 +433,19 @@ class Guard:
             return await self._too_large(scope, receive, send)
         path = scope.get("path", "")
         if scope.get("method") == "POST" and path.rstrip("/").endswith("/login") and scope.get("client"):
-            wait = self.ctx.limiter.locked_for("", scope["client"][0], account_too=False)
+            wait = await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self.ctx.limiter.locked_for, "", scope["client"][0], account_too=False))
             if wait > 0:
                 return await (await _locked_out(self.ctx, wait))(scope, receive, send)
-        app = scope.get("app")
-        tokens = getattr(app, "tokens", None)
-        token = _cookie_token(app, cookie_parser(headers.get("cookie", ""))) if tokens is not None else None
-        logged_in = bool(token) and token in tokens
-        if logged_in and not self.ctx.sessions.touch(token, activity="heartbeat" not in path):
-            name = tokens.pop(token, None)
-            log.info("session of %r expired after %.0f s idle", name, self.ctx.session_idle_s)
-            logged_in = False
+        cookies = cookie_parser(headers.get("cookie", ""))
+        cid = self.ctx.cookie_id
+        token = cookies.get(f"access-token-{cid}") or cookies.get(f"access-token-unsecure-{cid}")
+        # an idle login ends here (in the store); the page's heartbeat does not count as use
+        activity = "heartbeat" not in path
+        user = self.ctx.sessions.cached(token, activity)
+        if user is MISS:
+            user = await asyncio.get_running_loop().run_in_executor(None, self.ctx.sessions.user, token, activity)
+        logged_in = user is not None
         if not logged_in and scope.get("method") in ("GET", "HEAD") and path.rstrip("/") == "":
             return await _login_page(fastapi.Request(scope))(scope, receive, send)
 
@@ -500,11 +535,8 @@ def build_app(ctx: UIContext) -> gr.Blocks:
 
         def on_next(request: gr.Request):
             user = ctx.user(request)
-            with ctx.errors(), ctx.session() as s:
-                with ctx.writing():
-                    task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
-                    s.commit()
-                return _audit_outputs(ctx, s, task, user)
+            with ctx.errors():
+                return _audit_outputs(steps.audit_next(ctx, user))
 
         def vote_handler(verdict: str):
             def on_vote(assignment_id: str, note_text: str, request: gr.Request):
@@ -512,51 +544,34 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                 the reason in the page's message line and the rater's open pair, nothing recorded:
                 a non-queued event's error would reach the page as a bare "Error"."""
                 user = ctx.user(request)
-                with ctx.errors(), ctx.session() as s:
-                    with ctx.writing():
-                        try:
-                            audit.vote(s, user, assignment_id, verdict, note_text, min_played_share=ctx.min_played_share)
-                            message = f"Recorded: {audit.VERDICT_LABELS[verdict]}."
-                        except CuratorError as exc:
-                            s.rollback()
-                            message = f"⚠ {exc}"
-                        s.commit()
-                        task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
-                        s.commit()
-                    if message.startswith("⚠") and task is not None and str(task.assignment_id) == str(assignment_id):
-                        # the same pair stays: its players (and what they played), caption and note as they are
+                with ctx.errors():
+                    try:
+                        return _audit_outputs(steps.audit_vote(ctx, user, assignment_id, verdict, note_text))
+                    except CuratorError as exc:
+                        message = f"⚠ {exc}"
+                    with ctx.session() as s:
+                        still = audit.current_assignment(s, user)
+                    if still is not None and str(still.id) == str(assignment_id):
+                        # the same pair stays: its players (and what they played, under the same
+                        # tokens), caption and note as they are
                         return gr.update(), gr.update(), gr.update(), gr.update(), message, gr.update()
-                    return _audit_outputs(ctx, s, task, user, message)
+                    return _audit_outputs(dataclasses.replace(steps.audit_next(ctx, user), message=message))
             return on_vote
 
         def on_skip(assignment_id: str, request: gr.Request):
             user = ctx.user(request)
-            with ctx.errors(), ctx.session() as s:
-                with ctx.writing():
-                    audit.skip(s, user, assignment_id)
-                    s.commit()
-                    task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
-                    s.commit()
-                return _audit_outputs(ctx, s, task, user, "Skipped.")
+            with ctx.errors():
+                return _audit_outputs(steps.audit_skip(ctx, user, assignment_id))
 
         def on_undo(request: gr.Request):
             user = ctx.user(request)
-            with ctx.errors(), ctx.session() as s:
-                with ctx.writing():
-                    task = audit.undo_last(s, user)
-                    message = "Your last vote was taken back; judge this pair again."
-                    if task is None:
-                        task, message = audit.next_assignment(s, user, lease_s=ctx.lease_s), "No vote to undo."
-                    s.commit()
-                return _audit_outputs(ctx, s, task, user, message)
+            with ctx.errors():
+                return _audit_outputs(steps.audit_undo(ctx, user))
 
         def on_load(request: gr.Request):
             user = ctx.user(request)
-            with ctx.errors(), ctx.session() as s:
-                with ctx.writing():
-                    task = audit.next_assignment(s, user, lease_s=ctx.lease_s)
-                    s.commit()
-                pair = _audit_outputs(ctx, s, task, user)
+            with ctx.errors():
+                pair = _audit_outputs(steps.audit_next(ctx, user))
             return (f"Signed in as **{html.escape(user.name)}** ({user.role})", gr.Tab(visible=user.is_admin), *pair)
 
         demo.load(on_load, outputs=[who, tuning_tab, *audit_out], api_name="load")
@@ -707,6 +722,8 @@ def _wire_tuning(ctx: UIContext, demo: gr.Blocks, p: dict) -> None:
             if not isinstance(overlap, (int, float)) or overlap != int(overlap):
                 raise CuratorError(f"raters per pair {overlap!r} must be a whole number")
             added = tuning.fill_queue(s, data.table, th, n=n, mode=mode, added_by=user.name, overlap=int(overlap))
+            s.commit()
+            ctx.queue_changed()
             return f"Added **{added}** pairs ({html.escape(str(mode))}). " + _queue_text(audit.queue_status(s))
 
     def on_admin_load(request: gr.Request):
@@ -730,21 +747,19 @@ def _wire_tuning(ctx: UIContext, demo: gr.Blocks, p: dict) -> None:
 
 
 def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent_thread_lock: bool = False,
-           concurrency: int = 16) -> gr.Blocks:
-    """Build and launch the app behind the store's login (plus the media route, same login)."""
-    # Gradio rebuilds a pandas summary of its last GRADIO_ANALYTICS_MAX_EVENTS (10 000) events after
-    # every event (only its monitoring page reads it): O(events) CPU per vote under load. Summarise
-    # every 500 events over the last 2 000 instead, unless the operator set these.
-    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
-    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "2000")
-    demo = build_app(ctx)
-    demo.queue(default_concurrency_limit=concurrency)
-    demo.launch(server_name=host, server_port=port, auth=ctx.login, auth_message="Audio-alpaca rater: log in",
-                max_file_size=ctx.max_body_bytes,
-                prevent_thread_lock=prevent_thread_lock, show_error=True, css=CSS, head=KEYBOARD_JS + LISTENING_KEYBOARD_JS,
-                quiet=True, ssr_mode=False, max_threads=max(40, concurrency + 8),
-                app_kwargs={"routes": app_routes(ctx), "middleware": [Middleware(Guard, ctx=ctx)]})
-    return demo
+           concurrency: int = 16):
+    """Serve the app on a thread of this process (see annotate_ui/web/server.py); returns the server
+    (`close()` stops it) at once when PREVENT_THREAD_LOCK, else serves until interrupted."""
+    from annotate_ui.web.server import Served as Server, asgi_app
+
+    served = Server(asgi_app(ctx, concurrency), host, port)
+    if prevent_thread_lock:
+        return served
+    try:
+        served.thread.join()
+    except KeyboardInterrupt:
+        served.close()
+    return served
 
 
 def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:

@@ -16,10 +16,11 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from annotate_ui.web import charts
+from annotate_ui.logic import rater_steps as steps
 from annotate_ui.logic.listening import clipsets, design, queue, results
+from annotate_ui.web import charts
 from curator.stats import MeanCI
-from curator.validate import is_int, is_number
+from curator.validate import is_number
 from db.errors import CuratorError
 from db.listening import DEFAULT_GOLD_REL_THRESHOLD, DEFAULT_MIN_RATERS, DEFAULT_N_PROMPTS
 
@@ -164,76 +165,45 @@ class ListeningHandlers:
             rows = design.list_sessions(s, open_only=True)
         return gr.Dropdown(choices=[(r["name"], r["id"]) for r in rows], value=None)
 
-    def _view(self, s, session_id: int, user, message: str = ""):
-        q = queue.next_item(s, session_id, user, self.ctx.audio_store)
-        if q is None:
-            p = queue.progress(s, session_id, user)
-            return ({"session_id": session_id, "item_id": None},
-                    f"Rated **{p.rated}** · skipped {p.skipped} · remaining **{p.remaining}**",
-                    prompt_html(None), "", message, None, None)
-        audio, problem = "", q.audio_error
-        if problem is None:
-            # an opaque per-item token, never Gradio's file cache (which names a file by its sha256, so
-            # a gold item would share its URL with the real item whose clip it reuses)
-            ref = (session_id, q.item_id)
-            audio = audio_player(self.ctx.media_url(s, user, "listen", ref),
-                                 self.ctx.media_url(s, user, "listen", ref, "spectrogram"))
-        msg = " ".join(x for x in (message, problem and f"⚠ {problem}") if x)
-        return ({"session_id": session_id, "item_id": q.item_id},
-                f"Clip **{q.done + 1}** of {q.total} · remaining **{q.total - q.done}**",
-                prompt_html(q.prompt), audio, msg, None, None)
-
     @staticmethod
-    def _session_id(value: Any) -> int:
-        if not is_int(value):
-            raise CuratorError("choose a listening session first")
-        return value
+    def _outputs(v: steps.ListenView):
+        """The rater outputs (state, progress, prompt, audio, message, ovl, rel) of a view."""
+        state = {"session_id": v.session_id, "item_id": v.item_id}
+        if v.item_id is None:
+            return (state, f"Rated **{v.rated}** · skipped {v.skipped} · remaining **{v.total - v.done}**",
+                    prompt_html(None), "", v.message, None, None)
+        audio = audio_player(v.clip.audio, v.clip.spectrogram) if v.clip.audio else ""
+        return (state, f"Clip **{v.done + 1}** of {v.total} · remaining **{v.total - v.done}**",
+                prompt_html(v.prompt), audio, v.message, None, None)
 
     def open_session(self, session_id: Any, request: gr.Request):
         user = self.ctx.user(request)
         with self.ctx.errors():
-            sid = self._session_id(session_id)
-            with self.ctx.session() as s:
-                return self._view(s, sid, user)
+            return self._outputs(steps.listen_next(self.ctx, user, session_id))
 
     def _current(self, state: Any) -> tuple[int, int]:
         if not isinstance(state, dict) or state.get("item_id") is None:
             raise CuratorError("no clip is open: choose a listening session")
-        return self._session_id(state.get("session_id")), state["item_id"]
+        return steps.session_id_of(state.get("session_id")), state["item_id"]
 
     def submit(self, state: Any, ovl: Any, rel: Any, request: gr.Request):
         user = self.ctx.user(request)
         with self.ctx.errors():
             sid, item = self._current(state)
             ovl, rel = parse_score(ovl, "OVL"), parse_score(rel, "REL")
-            with self.ctx.session() as s:
-                res = queue.submit_rating(s, sid, user, item, ovl, rel, min_played_share=self.ctx.min_played_share)
-            with self.ctx.session() as s:
-                return self._view(s, sid, user, f"Recorded OVL {res.ovl}, REL {res.rel}.")
+            return self._outputs(steps.listen_rate(self.ctx, user, sid, item, ovl, rel))
 
     def skip(self, state: Any, request: gr.Request):
         user = self.ctx.user(request)
         with self.ctx.errors():
             sid, item = self._current(state)
-            with self.ctx.session() as s:
-                try:
-                    queue.item_audio_path(s, self.ctx.audio_store, sid, user, item)
-                    reason = "skipped"
-                except CuratorError:
-                    reason = "audio missing or unreadable"
-                queue.skip_item(s, sid, user, item, reason=reason)
-            with self.ctx.session() as s:
-                return self._view(s, sid, user, "Skipped.")
+            return self._outputs(steps.listen_skip(self.ctx, user, sid, item))
 
     def undo(self, state: Any, request: gr.Request):
         user = self.ctx.user(request)
         with self.ctx.errors():
-            sid = self._session_id(state.get("session_id") if isinstance(state, dict) else None)
-            with self.ctx.session() as s:
-                item = queue.undo_last(s, sid, user)
-            with self.ctx.session() as s:
-                return self._view(s, sid, user, "Nothing to undo." if item is None
-                                  else "Your last answer was taken back; rate this clip again.")
+            sid = steps.session_id_of(state.get("session_id") if isinstance(state, dict) else None)
+            return self._outputs(steps.listen_undo(self.ctx, user, sid))
 
     # -- admins ---------------------------------------------------------------------------------
 
@@ -273,12 +243,13 @@ class ListeningHandlers:
                 n_gold_items = sum(it.is_gold for it in listening.items)
                 msg = (f"Session **{html.escape(listening.name)}**: {len(listening.items) - n_gold_items} clips "
                        f"({len(listening.systems)} systems) + {n_gold_items} gold items.")
+            self.ctx.queue_changed()
         return (msg, *self.admin_overview(request)[3:])
 
     def set_open(self, session_id: Any, is_open: bool, request: gr.Request):
         self.ctx.admin(request)
         with self.ctx.errors():
-            sid = self._session_id(session_id)
+            sid = steps.session_id_of(session_id)
             with self.ctx.session() as s:
                 listening = design.set_session_open(s, sid, is_open)
                 return f"Session **{html.escape(listening.name)}** is now {'open' if listening.is_open else 'closed'}."
@@ -292,7 +263,7 @@ class ListeningHandlers:
     def results(self, session_id: Any, request: gr.Request):
         self.ctx.admin(request)
         with self.ctx.errors():
-            sid = self._session_id(session_id)
+            sid = steps.session_id_of(session_id)
             with self.ctx.session() as s:
                 res = results.session_results(s, sid)
         summary = [
@@ -326,7 +297,7 @@ class ListeningHandlers:
     def export(self, session_id: Any, request: gr.Request):
         self.ctx.admin(request)
         with self.ctx.errors():
-            sid = self._session_id(session_id)
+            sid = steps.session_id_of(session_id)
             out = tempfile.mkdtemp(prefix=f"listening-{sid}-")
             with self.ctx.session() as s:
                 paths = results.export_results(s, sid, out)

@@ -224,7 +224,7 @@ def _bench_http(url: str, tmp: Path, raters: int, seconds: float, overlap: int, 
 
     from annotate_ui.logic import audit
     from annotate_ui.logic.predraw import predraw
-    from annotate_ui.web.app import make_context
+    from annotate_ui.web.context import make_context
     from curator.audio import AudioStore
     from db.annotation import AuditAssignment
     from db.listening import ListeningRating
@@ -441,7 +441,7 @@ def _bench_login_flood(url: str, tmp: Path, votes: int, flooders: int, extra: tu
     import httpx
 
     from annotate_ui.logic import audit
-    from annotate_ui.web.app import make_context
+    from annotate_ui.web.context import make_context
     from curator.audio import AudioStore
     from db.session import upgrade
     from builders.ports import free_port

@@ -50,7 +50,8 @@ def test_the_spectrogram_shows_under_each_player_and_can_be_hidden(sqlite_store_
 def test_a_new_demo_store_has_work_for_rater_at_first_login(tmp_path, browser):
     from playwright.sync_api import expect
 
-    from annotate_ui.web.app import launch, make_context
+    from annotate_ui.web.app import launch
+    from annotate_ui.web.context import make_context
     from curator.audio import audio_store_for
     from curator.cli.demo import DEMO_SESSION, ensure_demo_accounts, run_demo
     from db.session import session_scope

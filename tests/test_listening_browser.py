@@ -59,7 +59,8 @@ def _login_and_start(page, port: int, expect) -> None:
 def test_rater_rates_two_clips_in_the_browser(sqlite_store_url, audio_store):
     from playwright.sync_api import expect, sync_playwright
 
-    from annotate_ui.web.app import launch, make_context
+    from annotate_ui.web.app import launch
+    from annotate_ui.web.context import make_context
 
     ctx = make_context(sqlite_store_url, audio_store)
     _world(ctx, audio_store)
@@ -111,7 +112,8 @@ def test_rater_rates_with_the_keyboard(sqlite_store_url, audio_store):
     into a text field do nothing; the ratings are in the store under the rater."""
     from playwright.sync_api import expect, sync_playwright
 
-    from annotate_ui.web.app import launch, make_context
+    from annotate_ui.web.app import launch
+    from annotate_ui.web.context import make_context
 
     ctx = make_context(sqlite_store_url, audio_store)
     _world(ctx, audio_store, seconds=20.0)  # long enough to still be playing when checked

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from annotate_ui.web.app import build_app, make_context
+from annotate_ui.web.app import build_app
+from annotate_ui.web.context import make_context
 from annotate_ui.web.listening_tab import ListeningHandlers, parse_score, prompt_html
 from annotate_ui.logic.media_route import serve
 from db.annotation import User

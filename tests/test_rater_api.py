@@ -15,7 +15,8 @@ from annotate_ui.logic import rater_steps as steps
 from annotate_ui.logic.auth import disable_user
 from annotate_ui.logic.listening import clipsets, design
 from annotate_ui.logic.logins import LoginLimiter, LoginSessions, TokenMap
-from annotate_ui.web.app import launch, make_context
+from annotate_ui.web.app import launch
+from annotate_ui.web.context import make_context
 from builders.ports import free_port
 from builders.serve import serve_process
 from builders.ui import PASSWORD, make_pool, make_users, play_item, play_pair

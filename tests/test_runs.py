@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 
 from annotate_ui.logic import runs
-from annotate_ui.web.app import make_context
+from annotate_ui.web.context import make_context
 from annotate_ui.web.runs_tab import RunsHandlers
 from db.annotation import User
 from db.listening import ClipSet, ClipSetItem

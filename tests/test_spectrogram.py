@@ -12,7 +12,7 @@ from PIL import Image
 
 from annotate_ui.logic import audit
 from annotate_ui.logic.media_route import serve
-from annotate_ui.web.app import make_context
+from annotate_ui.web.context import make_context
 from annotate_ui.logic.spectrogram import HEIGHT, WIDTH, blind_png, cache_path, cached_png, spectrogram_image
 from curator.audio import SAMPLE_RATE
 from db.errors import CuratorError

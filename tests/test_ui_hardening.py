@@ -22,7 +22,8 @@ from annotate_ui.logic import audit
 from annotate_ui.logic.auth import active_user
 from annotate_ui.logic.listening import clipsets, design, queue
 from annotate_ui.logic.logins import LoginLimiter, LoginSessions
-from annotate_ui.web.app import launch, make_context
+from annotate_ui.web.app import launch
+from annotate_ui.web.context import make_context
 from curator.audio import SAMPLE_RATE
 from db.annotation import AuditAssignment
 from db.listening import ListeningItem

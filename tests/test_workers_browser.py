@@ -8,7 +8,7 @@ import re
 import pytest
 
 from annotate_ui.logic import audit
-from annotate_ui.web.app import make_context
+from annotate_ui.web.context import make_context
 from builders.browser import BROWSER_MARKS, login, play_both
 from builders.ports import free_port
 from builders.serve import serve_process

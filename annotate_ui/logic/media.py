@@ -23,7 +23,7 @@ session is a real item's clip shown with another prompt. So, for every clip hand
 Tokens live in the store (annotate_ui/logic/playback.py, db/media.py), so every server process answers
 every token and the playback record of a clip is one whichever process sent its ranges. A token
 is served only while its assignment is open (or its item in the rater's queue). The route's work
-is annotate_ui/logic/media_route.py; annotate_ui/web/app.py wires it.
+is annotate_ui/logic/media_route.py; annotate_ui/web/routes.py wires it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the JSON routes (annotate_ui/web/rater_api.py) send them as they are. Each step 
 input) plus what the rater sees next: the caption or prompt and opaque media URLs of the clips
 (never a clip id, a path or a system name).
 
-CTX is the app's UIContext (annotate_ui/web/app.py): `session()`, `writing()`, `lease_due()`,
+CTX is the app's UIContext (annotate_ui/web/context.py): `session()`, `writing()`, `lease_due()`,
 `audio_store`, `media_url(user, kind, ref, what)`.
 """
 

@@ -1,6 +1,10 @@
-"""The Gradio rater app: builds components and wires events; the work is in audit.py/tuning.py.
+"""The Gradio rater app: the page (keyboard shortcuts, styles), the audit tab and the tabs put
+together (`build_app`), and `launch`. The work is in annotate_ui/logic/; the context every handler
+gets is annotate_ui/web/context.py, the HTTP routes and the middleware annotate_ui/web/routes.py,
+the threshold tuning tab annotate_ui/web/tuning_tab.py.
 
-What annotate_ui/web/listening_tab.py relies on from this module:
+What the tabs (e.g. annotate_ui/web/listening_tab.py) rely on from this app and its context
+(annotate_ui/web/context.py's UIContext):
 
     def build_listening_tab(ctx: UIContext) -> None
         Called inside `with gr.Tab("Listening sessions"):` of this app's gr.Blocks; builds that
@@ -25,185 +29,27 @@ worker thread, never on the event loop, and locks an account or a client out aft
 failures, shared by every process through the store; see logic/logins.py); a login idle for longer than the session timeout is logged out;
 every handler re-resolves the logged-in name to an active account and checks the role; the only
 ids the browser sends back are assignment ids, checked against the user. Audio goes out under
-opaque per-assignment tokens as per-token copies (annotate_ui/logic/media.py), so nothing a browser
+opaque per-assignment tokens as per-token copies (annotate_ui/logic/media.py, served by
+annotate_ui/web/routes.py), so nothing a browser
 receives tells which clip it is. Request bodies over `max_body_bytes` are refused before they
 are read, and the page an anonymous visitor gets lists no endpoint.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
 import html
-import logging
-import math
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Iterator
 
-import fastapi
 import gradio as gr
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from gradio import route_utils
-from gradio.routes import templates
-from sqlalchemy.orm import Session, sessionmaker
-from starlette.requests import cookie_parser
 
-from annotate_ui.logic import audit, playback, tuning
+from annotate_ui.logic import audit
 from annotate_ui.logic import rater_steps as steps
-from annotate_ui.logic.auth import AuthUser, active_user, verify_login
-from annotate_ui.logic.logins import DEFAULT_SESSION_IDLE_S, MISS, LoginLimiter, LoginSessions, TokenMap, cookie_id
-from annotate_ui.logic.media import MEDIA_ROUTE, CopyCache
-from annotate_ui.logic.media_route import Served, serve
-from annotate_ui.logic.predraw import Predrawer
-from annotate_ui.web import charts
-from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS, build_listening_tab
+from annotate_ui.web.context import UIContext
+from annotate_ui.web.listening_tab import build_listening_tab
 from annotate_ui.web.quality_tab import build_quality_tab
-from annotate_ui.web.rater_api import api_routes
 from annotate_ui.web.runs_tab import build_runs_tab
-from curator.audio import AudioStore
-from curator.filter import DEFAULT_PRESET, get_preset, list_presets, save_preset, thresholds_of
-from db.annotation import DEFAULT_OVERLAP
+from annotate_ui.web.tuning_tab import build_tuning, wire_tuning
 from db.errors import CuratorError
-from db.session import open_store
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class UIContext:
-    """What every handler needs: the store, the audio store, and who is asking."""
-
-    db_url: str
-    session_factory: sessionmaker
-    audio_store: AudioStore
-    on_load: list = field(default_factory=list)
-    lease_s: float = audit.DEFAULT_LEASE_S  # an open assignment goes back to the queue after this
-    session_idle_s: float = DEFAULT_SESSION_IDLE_S  # a login unused this long is logged out
-    max_body_bytes: int = 1 << 20  # request bodies over this are refused unread (a note is ≤ 2000 characters)
-    # a vote or rating needs this share of each of its clips sent by the media route (1.0: to the end)
-    min_played_share: float = playback.DEFAULT_MIN_PLAYED_SHARE
-    copies: CopyCache = field(default_factory=CopyCache, repr=False)
-    limiter: LoginLimiter = field(default_factory=LoginLimiter, repr=False)
-    locked_delay_s: float = 1.0  # a refused (locked-out) login is answered after this pause
-    sessions: LoginSessions | None = field(default=None, repr=False)
-    predrawer: Predrawer | None = field(default=None, repr=False)  # draws spectrograms ahead (annotate_ui/predraw.py)
-    # argon2 checks run here, one at a time: never on the event loop that serves the raters, and a flood
-    # of logins queues here instead of taking every core (a check is ~0.1 s; people log in rarely)
-    login_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="login"), repr=False)
-    _tuning: dict = field(default_factory=dict, repr=False)  # (model1, model2) → TuningData (store data, not user state)
-    _tuning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _leases_checked: float = field(default=float("-inf"), repr=False)
-
-    def __post_init__(self) -> None:
-        if self.sessions is None:
-            self.sessions = LoginSessions(self.session_idle_s)
-        # logins and lockouts live in the store, so every server process of it shares them
-        self.sessions.bind(self.session_factory)
-        self.limiter.bind(self.session_factory)
-        if not self.lease_s > 0:
-            raise CuratorError(f"assignment lease {self.lease_s!r} s must be positive")
-        self.min_played_share = playback.check_share(self.min_played_share)
-
-    def media_url(self, session: Session, user: AuthUser, kind: str, ref: tuple, what: str = "audio") -> str:
-        """A fresh opaque URL for one clip (WHAT "audio") or its spectrogram image (WHAT
-        "spectrogram") shown to USER, its grant written with SESSION (see annotate_ui/logic/media.py)."""
-        return f"{MEDIA_ROUTE}/{playback.issue_grant(session, user.id, kind, ref, what)}"
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold around the audit's write transactions. On SQLite it queues this process's writers on a
-        lock, which wakes the next one as soon as the store is free; without it, 20 raters' threads
-        meet on SQLite's own lock, whose busy handler sleeps up to 100 ms between tries (the
-        seconds-long tail of the load benchmark). Other processes still wait on busy_timeout.
-        PostgreSQL locks rows, so nothing is held there."""
-        if self.session_factory.kw["bind"].dialect.name != "sqlite":
-            yield
-            return
-        with self._write_lock:
-            yield
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self.session_factory() as s:
-            try:
-                yield s
-                s.commit()
-            except BaseException:
-                s.rollback()
-                raise
-
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        try:
-            yield
-        except CuratorError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
-
-    def user(self, request: gr.Request | None) -> AuthUser:
-        """The active account behind REQUEST (Gradio's login), else gr.Error."""
-        name = getattr(request, "username", None) if request is not None else None
-        with self.session() as s:
-            user = active_user(s, name)
-        if user is None:
-            raise gr.Error("you are not logged in, or your account is disabled; log in again", print_exception=False)
-        return user
-
-    def admin(self, request: gr.Request | None) -> AuthUser:
-        user = self.user(request)
-        if not user.is_admin:
-            log.warning("user %s (role %s) was refused an admin action", user.name, user.role)
-            raise gr.Error("this action is for admins only", print_exception=False)
-        return user
-
-    def login(self, username: str, password: str) -> AuthUser | None:
-        """The store's argon2 hashes decide (the password is never logged); the account, or None.
-        Also Gradio's `auth=` callable (a truthy answer lets the login in)."""
-        with self.session() as s:
-            user = verify_login(s, username, password)
-        log.info("login %s for user %r", "succeeded" if user else "refused",
-                 username[:100] if isinstance(username, str) else "?")
-        return user
-
-    def lease_due(self) -> float | None:
-        """`lease_s` when open assignments should be checked for expired leases now, else None. The
-        check is a query on every next pair; a lease lasts minutes, so this process checks every
-        tenth of a lease (at most every 10 s), and an abandoned pair is back a little later at worst."""
-        now = time.monotonic()
-        with self._tuning_lock:
-            if now - self._leases_checked < min(10.0, self.lease_s / 10):
-                return None
-            self._leases_checked = now
-        return self.lease_s
-
-    def queue_changed(self) -> None:
-        """New clips may be shown to raters: draw their spectrograms ahead (when a predrawer runs)."""
-        if self.predrawer is not None:
-            self.predrawer.kick()
-
-    @property
-    def cookie_id(self) -> str:
-        """The login cookie's name suffix, the same in every process of this store."""
-        return cookie_id(self.db_url)
-
-    def request_user(self, request, activity: bool = True, fresh: bool = True) -> AuthUser | None:
-        """The active account logged in on REQUEST's cookie (a Starlette request), else None; FRESH:
-        read from the store, not the process's cache (see annotate_ui/logins.py)."""
-        cookies = request.cookies
-        token = cookies.get(f"access-token-{self.cookie_id}") or cookies.get(f"access-token-unsecure-{self.cookie_id}")
-        return self.sessions.user(token, activity=activity, fresh=fresh)
-
-    def tuning_data(self, session: Session, models: tuple[str | None, str | None], *, reload: bool = False) -> tuning.TuningData:
-        with self._tuning_lock:
-            if reload or models not in self._tuning:
-                self._tuning[models] = tuning.TuningData.load(session, models)
-            return self._tuning[models]
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,191 +162,6 @@ def _audit_outputs(view: steps.AuditView):
             _players_html(view), progress, view.message, "")
 
 
-def _served(served: Served) -> Response:
-    """SERVED as a response (a single byte range when the player asked for one); no ETag or
-    Last-Modified, private caching only (the URL is a token of one user's one assignment)."""
-    headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff"}
-    if served.status == 416:
-        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{served.total}"})
-    if served.status == 200:
-        return Response(served.body, media_type=served.media_type, headers=headers)
-    return Response(served.body, status_code=206, media_type=served.media_type,
-                    headers={**headers, "Content-Range": f"bytes {served.start}-{served.end}/{served.total}"})
-
-
-def app_routes(ctx: UIContext) -> list:
-    """The routes the app adds before Gradio's own (so they take precedence):
-
-    * GET media/{token}: the blind copy of one clip, to the user the token was issued to, while
-      the assignment is open or the item in their queue; the bytes it sends are recorded (playback);
-    * POST /login: Gradio's login with the store's argon2 check on a worker thread and the
-      per-account / per-client limit (logic/logins.LoginLimiter); same form fields and cookies as Gradio's.
-    """
-    router = fastapi.APIRouter()
-
-    @router.get("/" + MEDIA_ROUTE + "/{token}", include_in_schema=False)
-    def media(token: str, request: fastapi.Request):
-        user = ctx.request_user(request)
-        if user is None:
-            return PlainTextResponse("you are not logged in, or your account is disabled; log in again", 401)
-        with ctx.session() as s:
-            try:
-                with ctx.writing():
-                    served = serve(s, ctx.audio_store, ctx.copies, user, token, request.headers.get("range"))
-                    s.commit()
-            except CuratorError as exc:
-                return PlainTextResponse(str(exc), 404)
-        return _served(served)
-
-    async def login(request: fastapi.Request):
-        try:
-            form = await request.form()
-        except Exception:  # noqa: BLE001 - a malformed body is a refused login, not a server error
-            return JSONResponse({"detail": "Incorrect credentials."}, status_code=400)
-        username = str(form.get("username") or "").strip()
-        password = str(form.get("password") or "")
-        client = request.client.host if request.client else None
-        wait = await asyncio.get_running_loop().run_in_executor(None, ctx.limiter.locked_for, username, client)
-        if wait > 0:
-            return await _locked_out(ctx, wait)
-        loop = asyncio.get_running_loop()
-        user = await loop.run_in_executor(ctx.login_pool, ctx.login, username, password)
-        if not user:
-            await loop.run_in_executor(None, ctx.limiter.failed, username, client)
-            return JSONResponse({"detail": "Incorrect credentials."}, status_code=400)
-        # the store writes run off the event loop too (a login is rare; a vote must not wait behind it)
-        await loop.run_in_executor(None, ctx.limiter.succeeded, username, client)
-        token = await loop.run_in_executor(None, ctx.sessions.create, user.id)
-        response = JSONResponse({"success": True})
-        response.set_cookie(key=f"access-token-{ctx.cookie_id}", value=token, httponly=True, samesite="none", secure=True)
-        response.set_cookie(key=f"access-token-unsecure-{ctx.cookie_id}", value=token, httponly=True)
-        return response
-
-    def logout(request: fastapi.Request, all_session: bool = False):
-        """End this browser's login (ALL_SESSION: every login of this account) in the store, so no
-        process of it accepts the cookie any more."""
-        user = ctx.request_user(request, activity=False)
-        cookies = request.cookies
-        token = cookies.get(f"access-token-{ctx.cookie_id}") or cookies.get(f"access-token-unsecure-{ctx.cookie_id}")
-        if user is not None and all_session:
-            ctx.sessions.end_user(user.id)
-        elif token:
-            ctx.sessions.end(token)
-        response = RedirectResponse(url="./", status_code=302)
-        response.delete_cookie(key=f"access-token-{ctx.cookie_id}", path="/")
-        response.delete_cookie(key=f"access-token-unsecure-{ctx.cookie_id}", path="/")
-        return response
-
-    router.add_api_route("/login", login, methods=["POST"], include_in_schema=False)
-    router.add_api_route("/login/", login, methods=["POST"], include_in_schema=False)
-    router.add_api_route("/logout", logout, methods=["GET"], include_in_schema=False)
-    router.add_api_route("/logout/", logout, methods=["GET"], include_in_schema=False)
-    router.routes.extend(api_routes(ctx))
-    return router.routes
-
-
-async def _locked_out(ctx: UIContext, wait: float) -> Response:
-    """429 for a locked account or client, after `ctx.locked_delay_s`: a client hammering /login in a
-    loop gets one answer a second per connection instead of hundreds, so the flood cannot crowd the
-    event loop that serves the raters (a waiting answer costs the server nothing)."""
-    await asyncio.sleep(ctx.locked_delay_s)
-    return JSONResponse({"detail": f"too many failed logins: try again in {math.ceil(wait)} s"},
-                        status_code=429, headers={"Retry-After": str(math.ceil(wait))})
-
-
-class Guard:
-    """ASGI middleware in front of the whole app:
-
-    * a request body over `ctx.max_body_bytes` gets 413 before anything parses it (by its
-      Content-Length, or, streamed without one, as soon as the count passes the limit);
-    * a login token idle for longer than `ctx.session_idle_s` is dropped (the visitor is logged
-      out); the page's heartbeat does not count as use;
-    * an anonymous visitor's page is the bare login form, without Gradio's API description (which
-      would list every endpoint, admin ones included);
-    * a POST /login from a client that is locked out is refused before its body is read.
-    """
-
-    def __init__(self, app, ctx: UIContext):
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        limit = self.ctx.max_body_bytes
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            return await self._too_large(scope, receive, send)
-        path = scope.get("path", "")
-        if scope.get("method") == "POST" and path.rstrip("/").endswith("/login") and scope.get("client"):
-            wait = await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self.ctx.limiter.locked_for, "", scope["client"][0], account_too=False))
-            if wait > 0:
-                return await (await _locked_out(self.ctx, wait))(scope, receive, send)
-        cookies = cookie_parser(headers.get("cookie", ""))
-        cid = self.ctx.cookie_id
-        token = cookies.get(f"access-token-{cid}") or cookies.get(f"access-token-unsecure-{cid}")
-        # an idle login ends here (in the store); the page's heartbeat does not count as use
-        activity = "heartbeat" not in path
-        user = self.ctx.sessions.cached(token, activity)
-        if user is MISS:
-            user = await asyncio.get_running_loop().run_in_executor(None, self.ctx.sessions.user, token, activity)
-        logged_in = user is not None
-        if not logged_in and scope.get("method") in ("GET", "HEAD") and path.rstrip("/") == "":
-            return await _login_page(fastapi.Request(scope))(scope, receive, send)
-
-        seen = 0
-        started = refused = False
-
-        async def counted_receive():
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:  # answer 413 now; the app sees the client gone and its reply is dropped
-                    refused = True
-                    if not started:
-                        await self._too_large(scope, receive, tracked_send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def tracked_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                if started:
-                    return
-                started = True
-            elif refused and message["type"] == "http.response.body" and not message.get("_guard"):
-                return
-            await send({k: v for k, v in message.items() if k != "_guard"})
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except Exception:
-            if not refused:
-                raise
-
-    async def _too_large(self, scope, receive, send):
-        body = f"request body larger than {self.ctx.max_body_bytes} bytes".encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body, "_guard": True})
-
-
-def _login_page(request: fastapi.Request) -> Response:
-    """Gradio's login page as Gradio renders it for an anonymous visitor, with an empty API description."""
-    app = request.app
-    blocks = app.get_blocks()
-    root = route_utils.get_root_url(request=request, route_path="/", root_path=app.root_path)
-    config = {"auth_required": True, "auth_message": blocks.auth_message, "space_id": blocks.space_id, "root": root,
-              "page": {"": {"layout": {}}}, "pages": [""], "components": [], "dependencies": [], "current_page": ""}
-    return templates.TemplateResponse(request=request, name="frontend/index.html", context={
-        "base_url": "./", "config": config, "gradio_api_info": {"named_endpoints": {}, "unnamed_endpoints": {}}})
-
-
 def build_app(ctx: UIContext) -> gr.Blocks:
     """The whole app; launch it with `auth=ctx.login`."""
     with gr.Blocks(title="Audio-alpaca rater") as demo:
@@ -525,7 +186,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                     skip_btn = gr.Button("Skip  [s]", elem_id="audit-skip")
                     undo_btn = gr.Button("Undo last vote  [u]", elem_id="audit-undo")
             with gr.Tab("Threshold tuning", id="tuning", visible=False, elem_id="tab-tuning") as tuning_tab:
-                tuning_parts = _build_tuning(ctx)
+                tuning_parts = build_tuning(ctx)
             with gr.Tab("Listening sessions", id="listening"):
                 build_listening_tab(ctx)
             build_runs_tab(ctx)
@@ -589,161 +250,10 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             btn.click(vote_handler(v), inputs=[assignment, note], api_name=f"vote_{v}", **fast)
         skip_btn.click(on_skip, inputs=[assignment], api_name="skip", **fast)
         undo_btn.click(on_undo, api_name="undo", **fast)
-        _wire_tuning(ctx, demo, tuning_parts)
+        wire_tuning(ctx, demo, tuning_parts)
         for fn, outputs in ctx.on_load:
             demo.load(fn, outputs=outputs)
     return demo
-
-
-# --------------------------------------------------------------------------------------------
-# The threshold tuning tab (admins)
-# --------------------------------------------------------------------------------------------
-
-SLIDERS = (  # name, label, min, max (arXiv 2404.09956 §4.1.2 defaults come from the "paper" preset)
-    ("alpha1", "α1: winner score ≥ (model 1)", -1.0, 1.0),
-    ("alpha2", "α2: winner score ≥ (model 2)", -1.0, 1.0),
-    ("beta1", "β1: loser score ≥ (model 1)", -1.0, 1.0),
-    ("beta2", "β2: loser score ≥ (model 2)", -1.0, 1.0),
-    ("delta1_min", "Δ1 min (model 1)", -1.0, 2.0),
-    ("delta1_max", "Δ1 max (model 1)", -1.0, 2.0),
-    ("delta2_min", "Δ2 min (model 2)", -1.0, 2.0),
-    ("delta2_max", "Δ2 max (model 2)", -1.0, 2.0),
-)
-HIST_KEYS = ("alpha1", "alpha2", "delta1", "delta2")
-
-
-def _build_tuning(ctx: UIContext) -> dict:
-    parts: dict = {}
-    with gr.Row():
-        parts["preset"] = gr.Dropdown(label="Preset", choices=[DEFAULT_PRESET], value=DEFAULT_PRESET,
-                                      allow_custom_value=False, elem_id="tuning-preset")
-        parts["load_preset"] = gr.Button("Load preset", elem_id="tuning-load")
-        parts["reload"] = gr.Button("Reload pairs and votes", elem_id="tuning-reload")
-    parts["models"] = gr.Markdown(elem_id="tuning-models")
-    sliders = {}
-    with gr.Row():
-        for name, label, lo, hi in SLIDERS[:4]:
-            sliders[name] = gr.Slider(lo, hi, step=0.01, label=label, elem_id=f"slider-{name}")
-    with gr.Row():
-        for name, label, lo, hi in SLIDERS[4:]:
-            sliders[name] = gr.Slider(lo, hi, step=0.01, label=label, elem_id=f"slider-{name}")
-    parts["sliders"] = sliders
-    parts["total"] = gr.Markdown(elem_id="tuning-total")
-    parts["precision"] = gr.Markdown(elem_id="tuning-precision")
-    parts["counts"] = gr.Dataframe(charts.no_data(), label="Kept pairs per strategy (Table 2)", interactive=False,
-                                   elem_id="tuning-counts")
-    plots = {}
-    with gr.Row():
-        for key in HIST_KEYS[:2]:
-            plots[key] = gr.BarPlot(x="score", y="pairs", color="set", label=f"α (winner score), model {key[-1]}",
-                                    color_map=charts.HISTOGRAM_COLOURS, elem_id=f"hist-{key}")
-    with gr.Row():
-        for key in HIST_KEYS[2:]:
-            plots[key] = gr.BarPlot(x="score", y="pairs", color="set", label=f"Δ (winner − loser), model {key[-1]}",
-                                    color_map=charts.HISTOGRAM_COLOURS, elem_id=f"hist-{key}")
-    parts["plots"] = plots
-    with gr.Row():
-        parts["save_name"] = gr.Textbox(label="Save these thresholds as preset", elem_id="tuning-save-name")
-        parts["save"] = gr.Button("Save preset", elem_id="tuning-save")
-    parts["save_msg"] = gr.Markdown(elem_id="tuning-save-msg")
-    gr.Markdown("### Where to spend human effort")
-    with gr.Row():
-        parts["fill_mode"] = gr.Radio(["uncertain", "random"], value="uncertain", label="Pairs to audit",
-                                      info="uncertain: closest to a threshold, or the two CLAP models disagree",
-                                      elem_id="fill-mode")
-        parts["fill_n"] = gr.Number(value=100, precision=0, label="How many", elem_id="fill-n")
-        parts["fill_overlap"] = gr.Number(value=DEFAULT_OVERLAP, precision=0, label="Raters per pair", elem_id="fill-overlap")
-        parts["fill"] = gr.Button("Fill the audit queue", elem_id="fill-queue")
-    parts["queue"] = gr.Markdown(elem_id="queue-status")
-    return parts
-
-
-def _queue_text(st: audit.QueueStatus) -> str:
-    return (f"Audit queue: **{st.items}** pairs ({st.slots} rater slots) · {st.votes} votes · {st.skipped} skipped · "
-            f"{st.open_assignments} open · {st.complete_pairs} pairs fully audited")
-
-
-def _wire_tuning(ctx: UIContext, demo: gr.Blocks, p: dict) -> None:
-    sliders = p["sliders"]
-    slider_list = [sliders[name] for name, *_ in SLIDERS]
-    view_out = [p["total"], p["precision"], p["counts"], *[p["plots"][k] for k in HIST_KEYS]]
-
-    def _view(s: Session, preset_name: str, values, reload: bool = False):
-        preset = get_preset(s, preset_name or DEFAULT_PRESET)
-        data = ctx.tuning_data(s, (preset.model1, preset.model2), reload=reload)
-        th = tuning.thresholds_from_sliders(*values)
-        v = tuning.view(data, th, audit.vote_arrays(s))
-        total = (f"Kept **{v.counts['total']}** of {v.pool['total']} candidate pairs "
-                 f"(models: {html.escape(data.table.model_names[0])} = 1, {html.escape(data.table.model_names[1])} = 2"
-                 + (f"; {data.table.n_unscored} pairs without both scores left out" if data.table.n_unscored else "") + ")")
-        prec = (v.kept_precision.describe("Kept pairs") + "  \n" + v.dropped_precision.describe("Dropped pairs"))
-        return (total, prec, v.counts_frame(),
-                *[charts.with_threshold_lines(v.histogram_frame(k), charts.histogram_lines(k, th)) for k in HIST_KEYS])
-
-    def on_refresh(preset_name, a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi, request: gr.Request):
-        ctx.admin(request)
-        values = (a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi)
-        with ctx.errors(), ctx.session() as s:
-            return _view(s, preset_name, values)
-
-    def on_reload(preset_name, a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi, request: gr.Request):
-        ctx.admin(request)
-        values = (a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi)
-        with ctx.errors(), ctx.session() as s:
-            return _view(s, preset_name, values, reload=True)
-
-    def on_load_preset(preset_name, request: gr.Request):
-        ctx.admin(request)
-        with ctx.errors(), ctx.session() as s:
-            preset = get_preset(s, preset_name or DEFAULT_PRESET)
-            th = thresholds_of(preset)
-            values = [getattr(th, name) for name, *_ in SLIDERS]
-            names = [x.name for x in list_presets(s)]
-            return (gr.Dropdown(choices=names, value=preset.name), *values, *_view(s, preset.name, values),
-                    _queue_text(audit.queue_status(s)))
-
-    def on_save(save_name, preset_name, a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi, request: gr.Request):
-        user = ctx.admin(request)
-        values = (a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi)
-        with ctx.errors(), ctx.session() as s:
-            base = get_preset(s, preset_name or DEFAULT_PRESET)
-            th = tuning.thresholds_from_sliders(*values)
-            saved = save_preset(s, save_name, th, author=user.name, model1=base.model1, model2=base.model2)
-            names = [x.name for x in list_presets(s)]
-            return gr.Dropdown(choices=names, value=saved.name), f"Saved preset **{html.escape(saved.name)}**."
-
-    def on_fill(mode, n, overlap, preset_name, a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi, request: gr.Request):
-        user = ctx.admin(request)
-        values = (a1, a2, b1, b2, d1lo, d1hi, d2lo, d2hi)
-        with ctx.errors(), ctx.session() as s:
-            preset = get_preset(s, preset_name or DEFAULT_PRESET)
-            data = ctx.tuning_data(s, (preset.model1, preset.model2))
-            th = tuning.thresholds_from_sliders(*values)
-            if not isinstance(overlap, (int, float)) or overlap != int(overlap):
-                raise CuratorError(f"raters per pair {overlap!r} must be a whole number")
-            added = tuning.fill_queue(s, data.table, th, n=n, mode=mode, added_by=user.name, overlap=int(overlap))
-            s.commit()
-            ctx.queue_changed()
-            return f"Added **{added}** pairs ({html.escape(str(mode))}). " + _queue_text(audit.queue_status(s))
-
-    def on_admin_load(request: gr.Request):
-        user = ctx.user(request)
-        if not user.is_admin:  # raters get nothing of the tab's data
-            return (gr.Dropdown(), *[gr.Slider() for _ in SLIDERS], *[gr.update() for _ in view_out], "")
-        return on_load_preset(DEFAULT_PRESET, request)
-
-    admin_out = [p["preset"], *slider_list, *view_out, p["queue"]]
-    demo.load(on_admin_load, outputs=admin_out, api_name="tuning_load")
-    # live: every drag step and typed value (only the latest pending one runs), and the release
-    gr.on([t for sl in slider_list for t in (sl.input, sl.release)], on_refresh, inputs=[p["preset"], *slider_list],
-          outputs=view_out, api_name="tuning_refresh", concurrency_limit=None, trigger_mode="always_last",
-          show_progress="hidden")
-    p["reload"].click(on_reload, inputs=[p["preset"], *slider_list], outputs=view_out, api_name="tuning_reload")
-    p["load_preset"].click(on_load_preset, inputs=[p["preset"]], outputs=admin_out, api_name="tuning_load_preset")
-    p["save"].click(on_save, inputs=[p["save_name"], p["preset"], *slider_list], outputs=[p["preset"], p["save_msg"]],
-                    api_name="tuning_save_preset")
-    p["fill"].click(on_fill, inputs=[p["fill_mode"], p["fill_n"], p["fill_overlap"], p["preset"], *slider_list],
-                    outputs=[p["queue"]], api_name="fill_queue")
 
 
 def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent_thread_lock: bool = False,
@@ -762,10 +272,4 @@ def launch(ctx: UIContext, *, host: str = "127.0.0.1", port: int = 7860, prevent
     return served
 
 
-def make_context(db_url: str, audio_store: AudioStore, **settings) -> UIContext:
-    """SETTINGS: lease_s, session_idle_s, max_body_bytes, limiter, locked_delay_s, sessions,
-    min_played_share (UIContext fields)."""
-    return UIContext(db_url=db_url, session_factory=open_store(db_url), audio_store=audio_store, **settings)
-
-
-__all__ = ["UIContext", "build_app", "launch", "make_context", "app_routes", "Guard", "KEYBOARD_JS"]
+__all__ = ["build_app", "launch", "KEYBOARD_JS", "CSS"]

@@ -152,7 +152,7 @@ def _whole(value: Any, what: str, *, minimum: int = 0, allow_blank: bool = False
 
 
 class ListeningHandlers:
-    """The tab's event handlers over a UIContext (see annotate_ui/web/app.py)."""
+    """The tab's event handlers over a UIContext (annotate_ui/web/context.py)."""
 
     def __init__(self, ctx):
         self.ctx = ctx

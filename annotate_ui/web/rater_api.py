@@ -99,7 +99,7 @@ def _open_sessions(ctx, user, body) -> dict:
 
 
 def api_routes(ctx) -> list[Route]:
-    """The routes above, for the app of CTX (annotate_ui/web/app.py's UIContext)."""
+    """The routes above, for the app of CTX (annotate_ui/web/context.py's UIContext)."""
     limiter = _Limiter(STEP_THREADS)
     steps_by_path: dict[str, Callable[[Any, Any, dict], Any]] = {
         "/audit/next": lambda c, u, b: steps.audit_next(c, u),

@@ -1,7 +1,7 @@
 """The rater app's HTTP server: Gradio mounted on a FastAPI app, served by uvicorn.
 
 * `asgi_app(ctx)`: the whole app as one ASGI application: the Gradio UI (annotate_ui/web/app.py)
-  behind the store's login, with the app's own routes in front (login, logout, media, the JSON
+  behind the store's login, with the app's own routes in front (annotate_ui/web/routes.py: login, logout, media, the JSON
   routes of annotate_ui/web/rater_api.py). Logins are read from the store (annotate_ui/logic/logins.py)
   and the login cookie has the same name in every process, so a browser logged in on one
   process is logged in on all of them.
@@ -51,7 +51,7 @@ class ServeSettings:
     def context(self):
         """The app context on the store (refuses an un-migrated store in one line)."""
         from annotate_ui.logic.logins import LoginLimiter
-        from annotate_ui.web.app import make_context
+        from annotate_ui.web.context import make_context
         from curator.audio import audio_store_for
 
         return make_context(self.db, audio_store_for(self.db, self.audio_root), lease_s=self.lease_s,
@@ -62,7 +62,9 @@ class ServeSettings:
 
 def asgi_app(ctx, concurrency: int = 16) -> fastapi.FastAPI:
     """The app of CTX as one ASGI application (see the module docstring)."""
-    from annotate_ui.web.app import CSS, KEYBOARD_JS, LISTENING_KEYBOARD_JS, Guard, app_routes, build_app
+    from annotate_ui.web.app import CSS, KEYBOARD_JS, build_app
+    from annotate_ui.web.listening_tab import LISTENING_KEYBOARD_JS
+    from annotate_ui.web.routes import Guard, app_routes
     from annotate_ui.logic.logins import TokenMap
 
     # Gradio rebuilds a pandas summary of its last GRADIO_ANALYTICS_MAX_EVENTS (10 000) events after

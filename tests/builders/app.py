@@ -7,7 +7,8 @@ import re
 from contextlib import contextmanager
 
 from annotate_ui.logic import audit
-from annotate_ui.web.app import launch, make_context
+from annotate_ui.web.app import launch
+from annotate_ui.web.context import make_context
 from builders.ports import free_port
 from builders.ui import make_pool, make_users
 

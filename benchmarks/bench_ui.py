@@ -122,19 +122,9 @@ def _serve(url: str, audio_root: Path, port: int, concurrency: int, log_path: Pa
            "--host", "127.0.0.1", "--port", str(port), "--concurrency", str(concurrency), *extra]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    import httpx
+    from builders.serve import wait_until_serving
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"annotate-ui exited with {proc.returncode}; see {log_path}")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"annotate-ui did not answer within 120 s; see {log_path}")
+    return wait_until_serving(proc, port, 120, lambda: f"see {log_path}")
 
 
 def _cpu_s(pid: int) -> float:

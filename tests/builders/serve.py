@@ -19,15 +19,26 @@ def serve_process(store_url: str, audio_root: Path, port: int, *extra: str) -> s
     proc = subprocess.Popen([sys.executable, "-c", "from annotate_ui.cli import main; main()", "--db", store_url,
                              "--audio-root", str(audio_root), "--port", str(port), *extra], cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300  # each process imports Gradio and builds the app (slow on a busy machine)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-2000:]
+
+    # each process imports Gradio and builds the app (slow on a busy machine)
+    return wait_until_serving(proc, port, 300, output)
+
+
+def wait_until_serving(proc: subprocess.Popen, port: int, timeout_s: float, output) -> subprocess.Popen:
+    """PROC once it answers HTTP on PORT; RuntimeError with OUTPUT() (its log, or where it is) when it
+    exits first or stays silent for TIMEOUT_S (then it is killed)."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"annotate-ui exited: {log.read().decode(errors='replace')[-2000:]}")
+            raise RuntimeError(f"annotate-ui exited with {proc.returncode}: {output()}")
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
             return proc
         except httpx.HTTPError:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError("annotate-ui did not answer within 300 s")
+    raise RuntimeError(f"annotate-ui did not answer within {timeout_s:.0f} s: {output()}")

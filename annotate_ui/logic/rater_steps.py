@@ -136,7 +136,7 @@ def audit_undo(ctx, user: AuthUser) -> AuditView:
 def session_id_of(value: Any) -> int:
     if not is_int(value):
         raise CuratorError("choose a listening session first")
-    return value
+    return int(value)
 
 
 def _listen_view(ctx, s, session_id: int, user: AuthUser, message: str = "") -> ListenView:

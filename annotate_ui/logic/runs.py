@@ -96,7 +96,7 @@ def get_run(session: Session, run_id: Any) -> TrainingRun:
         run_id = int(run_id.strip())
     if not is_int(run_id):
         raise CuratorError("choose a training run first")
-    run = session.get(TrainingRun, run_id)
+    run = session.get(TrainingRun, int(run_id))
     if run is None:
         raise CuratorError(f"training run {run_id} does not exist")
     return run

@@ -143,7 +143,7 @@ def _by_id_or_name(session: Session, model, ref, what: str):
     if isinstance(ref, model):
         return ref
     if is_int(ref):
-        row = session.get(model, ref)
+        row = session.get(model, int(ref))
     else:
         row = session.scalar(select(model).where(model.name == str(ref)))
     if row is None:

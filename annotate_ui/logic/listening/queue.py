@@ -78,7 +78,7 @@ EXCLUDED = "an admin has excluded your answers from the results; nothing was rec
 
 
 def _open_listening(session: Session, session_id: int) -> ListeningSession:
-    listening = session.get(ListeningSession, session_id) if is_int(session_id) else None
+    listening = session.get(ListeningSession, int(session_id)) if is_int(session_id) else None
     if listening is None:
         raise CuratorError(f"listening session {session_id!r} does not exist")
     if not listening.is_open:

@@ -38,7 +38,7 @@ def _clip_rows(session: Session, clips: Iterable[AudioClip | int]) -> list[Audio
         if isinstance(c, AudioClip):
             rows.append(c)
         elif is_int(c):
-            ids.append(c)
+            ids.append(int(c))
         else:
             raise CuratorError(f"a clip set takes AudioClip rows or clip ids, got {c!r}")
     if ids:
